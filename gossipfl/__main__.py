@@ -1,0 +1,5 @@
+import sys
+
+from gossipfl.cli import main
+
+sys.exit(main())

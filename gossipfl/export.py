@@ -1,0 +1,63 @@
+"""Turning a topology into one peer config file per node."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import networkx as nx
+
+from gossipfl.config import (
+    DataConfig,
+    NeighborConfig,
+    PeerConfig,
+    TrainConfig,
+    write_peer_config,
+)
+from topologies.graph_io import save_graph
+
+__all__ = ["TOPOLOGY_FILE", "export_peer_configs"]
+
+# Written beside the peer configs so `launch` and `plot` know the graph they came from.
+TOPOLOGY_FILE = "topology.json"
+
+
+def export_peer_configs(
+    graph: nx.Graph,
+    out: Path,
+    *,
+    host: str,
+    base_port: int,
+    data: Callable[[int, int], DataConfig],
+    train: TrainConfig,
+) -> list[Path]:
+    """Write ``out/<id>.toml`` for every node; node i listens on ``base_port + i``."""
+    if graph.is_directed():
+        raise ValueError(
+            "deployed peers exchange over undirected links; simulate directed graphs "
+            "(push-sum) with `gossipfl sim`"
+        )
+    nodes = [str(v) for v in graph.nodes]
+    if not (base_port > 0 and base_port + len(nodes) - 1 < 65536):
+        raise ValueError(f"ports {base_port}..{base_port + len(nodes) - 1} are not all valid")
+    port = {v: base_port + i for i, v in enumerate(nodes)}
+    # IPv6 literals need brackets inside a URL.
+    url_host = f"[{host}]" if ":" in host else host
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i, v in enumerate(nodes):
+        neighbours = tuple(
+            NeighborConfig(str(n), f"http://{url_host}:{port[str(n)]}") for n in graph.neighbors(v)
+        )
+        config = PeerConfig(
+            id=v,
+            host=host,
+            port=port[v],
+            neighbors=neighbours,
+            data=data(i, len(nodes)),
+            train=train,
+            output_dir=out / "out" / v,
+        )
+        paths.append(write_peer_config(config, out / f"{v}.toml"))
+    save_graph(graph, out / TOPOLOGY_FILE)
+    return paths

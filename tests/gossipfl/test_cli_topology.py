@@ -1,0 +1,94 @@
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from gossipfl.cli import main
+from gossipfl.config import load_peer_config
+
+
+def test_hospital_mesh_json_summary(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = "topology hospital-mesh --hospitals 4 --nodes-per-hospital 5 --links-per-hospital 2 --json"
+    assert main(argv.split()) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert set(summary) >= {
+        "nodes",
+        "edges",
+        "degree_min",
+        "degree_mean",
+        "degree_max",
+        "diameter",
+        "spectral_gap",
+    }
+    assert summary["nodes"] == 20
+    # 4 cliques of 5 (10 edges each) plus a 2-regular gateway mesh on 4 gateways (4 edges)
+    assert summary["edges"] == 44
+    assert 0 < summary["spectral_gap"] < 1
+
+
+def test_out_writes_loadable_configs_with_distinct_ports(tmp_path: Path) -> None:
+    out = tmp_path / "net"
+    assert (
+        main(
+            [
+                "topology",
+                "ring",
+                "--peers",
+                "6",
+                "--out",
+                str(out),
+                "--base-port",
+                "9100",
+                "--dataset",
+                "iris",
+                "--rounds",
+                "7",
+                "--draw",
+                str(tmp_path / "g.png"),
+            ]
+        )
+        == 0
+    )
+    configs = [load_peer_config(out / f"p{i}.toml") for i in range(6)]
+    assert sorted(c.port for c in configs) == list(range(9100, 9106))
+    assert {n.id for n in configs[0].neighbors} == {"p1", "p5"}
+    assert configs[0].neighbors[0].url.startswith("http://127.0.0.1:91")
+    assert [c.data.part for c in configs] == list(range(6))
+    assert all(c.data.parts == 6 and c.data.dataset == "iris" and c.train.rounds == 7 for c in configs)
+    assert (out / "topology.json").is_file()
+    assert (tmp_path / "g.png").read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        ("topology ring --peers 2", "a ring needs at least 3 peers"),
+        ("topology random-regular --peers 5 --degree 3", "n*degree must be even"),
+        ("topology banana --peers 4", "unknown topology"),
+        ("topology hospital-mesh --peers 5", "needs --hospitals"),
+    ],
+)
+def test_bad_parameters_give_one_line_errors(argv: str, message: str) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "gossipfl", *argv.split()],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert message in done.stderr
+    assert "Traceback" not in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_bad_flag_value_is_rejected_by_the_parser() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "gossipfl", "topology", "ring", "--peers", "-3"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert "must be a positive integer" in done.stderr
