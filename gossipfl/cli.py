@@ -17,6 +17,8 @@ from gossipfl.errors import GossipError
 # name -> one-line help; the module gossipfl.commands.<name> holds add_arguments and run.
 COMMANDS = {
     "topology": "build a topology, summarise it, export peer configs, draw it",
+    "sim": "simulate many peers on this machine against FedAvg and centralized training",
+    "plot": "plot consensus, accuracy and communication curves of run directories",
 }
 
 

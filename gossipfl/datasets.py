@@ -1,0 +1,180 @@
+"""Datasets that work offline: small ones shipped inside scikit-learn, generated ones, user files.
+
+Everything here is NumPy: a peer or the simulator turns arrays into tensors itself. Features
+are standardised with the training split's mean and deviation; labels are 0..C-1.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import gzip
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+
+from gossipfl.config import check_dataset
+
+__all__ = ["Dataset", "load_dataset", "mnist1d", "synthetic"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Dataset:
+    name: str
+    x_train: np.ndarray  # float32 (n, d)
+    y_train: np.ndarray  # int64 (n,)
+    x_test: np.ndarray
+    y_test: np.ndarray
+    num_classes: int
+    image_shape: tuple[int, ...] | None = None  # (channels, *spatial) for the CNN
+
+    @property
+    def num_features(self) -> int:
+        return int(self.x_train.shape[1])
+
+
+def _sklearn_data_file(name: str) -> Path:
+    # Reading scikit-learn's bundled CSVs directly skips importing scikit-learn itself,
+    # which costs about a second of start-up for a few kilobytes of data.
+    spec = importlib.util.find_spec("sklearn")
+    if spec is None or spec.origin is None:
+        raise ValueError("the built-in datasets need scikit-learn installed")
+    return Path(spec.origin).parent / "datasets" / "data" / name
+
+
+def _read_sklearn_csv(name: str) -> tuple[np.ndarray, np.ndarray]:
+    path = _sklearn_data_file(name)
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt") as handle:
+        rows = list(csv.reader(handle))
+    if name != "digits.csv.gz":  # iris and breast cancer start with a "count,features,..." line
+        rows = rows[1:]
+    table = np.array(rows, dtype=np.float64)
+    return table[:, :-1], table[:, -1].astype(np.int64)
+
+
+def mnist1d(n: int = 5000, seed: int = 0, length: int = 40) -> tuple[np.ndarray, np.ndarray]:
+    """MNIST-1D-style signals: ten 1-D digit templates, randomly padded, shifted, scaled,
+    sheared and noised, then resampled to ``length`` points. Hard for linear models,
+    easy for small CNNs and MLPs, and generated in milliseconds."""
+    rng = np.random.default_rng(seed)
+    t = np.linspace(0.0, 1.0, 12)
+    templates = np.stack(
+        [
+            np.sin(np.pi * t) * 2 - 1,  # 0: one hump
+            np.where(t > 0.5, 1.0, -1.0),  # 1: step up
+            np.cos(2 * np.pi * t),  # 2: valley
+            np.sin(2 * np.pi * t),  # 3: up then down
+            1 - 2 * t,  # 4: ramp down
+            2 * t - 1,  # 5: ramp up
+            np.sin(3 * np.pi * t),  # 6: three lobes
+            np.abs(np.sin(2 * np.pi * t)) * 2 - 1,  # 7: two humps
+            np.where((t > 0.3) & (t < 0.7), 1.0, -1.0),  # 8: plateau
+            np.sign(np.sin(4 * np.pi * t + 0.1)),  # 9: square wave
+        ]
+    )
+    y = rng.integers(0, 10, size=n)
+    base = templates[y]
+    scale = rng.uniform(0.7, 1.3, size=(n, 1))
+    pad_left = rng.integers(0, 12, size=n)
+    canvas_len = 36
+    canvas = np.zeros((n, canvas_len))
+    for offset in range(12):  # place each template at its own random offset
+        rows = pad_left == offset
+        canvas[rows, offset : offset + 12] = base[rows] * scale[rows]
+    shear = rng.uniform(-0.75, 0.75, size=(n, 1)) * np.linspace(-1, 1, canvas_len)
+    smooth_noise = np.cumsum(rng.normal(0, 0.1, size=(n, canvas_len)), axis=1)
+    signal = canvas + shear + smooth_noise + rng.normal(0, 0.25, size=(n, canvas_len))
+    grid = np.linspace(0, canvas_len - 1, length)
+    x = np.stack([np.interp(grid, np.arange(canvas_len), row) for row in signal])
+    return x, y.astype(np.int64)
+
+
+def synthetic(
+    n: int = 2000, features: int = 20, classes: int = 4, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Gaussian clusters around random class centres, some classes overlapping."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(0, 1.5, size=(classes, features))
+    y = rng.integers(0, classes, size=n)
+    x = centres[y] + rng.normal(0, 1.0, size=(n, features))
+    return x, y.astype(np.int64)
+
+
+def _read_npz(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    try:
+        # allow_pickle=False: a user file must never run code; np.load then refuses
+        # anything that is not a plain array archive with a ValueError.
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {name: np.asarray(data[name]) for name in data.files}
+    except (OSError, EOFError, ValueError) as exc:
+        raise ValueError(f"{path}: cannot read as an .npz archive of arrays ({exc})") from exc
+    if "X" not in arrays or "y" not in arrays:
+        raise ValueError(f"{path}: needs arrays named X and y, found {sorted(arrays)}")
+    x, y = arrays["X"], arrays["y"]
+    if x.ndim < 2 or y.ndim != 1 or len(x) != len(y):
+        raise ValueError(f"{path}: X must be (n, ...) and y (n,), got {x.shape} and {y.shape}")
+    return x.reshape(len(x), -1), y
+
+
+def _read_csv(path: Path, label: str) -> tuple[np.ndarray, np.ndarray]:
+    try:
+        with path.open(newline="", encoding="utf-8") as handle:
+            reader = csv.reader(handle)
+            header = next(reader, None)
+            rows = list(reader)
+    except OSError as exc:
+        raise ValueError(f"{path}: cannot read ({exc.strerror})") from exc
+    if header is None or label not in header:
+        raise ValueError(f"{path}: no label column {label!r} in header {header}")
+    column = header.index(label)
+    try:
+        x = np.array([[float(v) for i, v in enumerate(r) if i != column] for r in rows])
+    except ValueError as exc:
+        raise ValueError(f"{path}: feature columns must be numbers ({exc})") from exc
+    if x.ndim != 2 or len(x) == 0:
+        raise ValueError(f"{path}: expected at least one row of {len(header)} columns")
+    return x, np.array([r[column] for r in rows])
+
+
+def _raw(name: str, seed: int, label: str) -> tuple[np.ndarray, np.ndarray, tuple[int, ...] | None]:
+    if name == "iris":
+        return (*_read_sklearn_csv("iris.csv"), None)
+    if name == "breast-cancer":
+        return (*_read_sklearn_csv("breast_cancer.csv"), None)
+    if name == "digits":
+        return (*_read_sklearn_csv("digits.csv.gz"), (1, 8, 8))
+    if name == "mnist1d":
+        return (*mnist1d(seed=seed), (1, 40))
+    if name == "synthetic":
+        return (*synthetic(seed=seed), None)
+    kind, _, path = name.partition(":")
+    x, y = _read_npz(Path(path)) if kind == "npz" else _read_csv(Path(path), label)
+    return x, y, None
+
+
+def load_dataset(name: str, seed: int = 0, test_fraction: float = 0.2, label: str = "label") -> Dataset:
+    """Load ``name`` and split off a seeded, held-out test set."""
+    check_dataset(name)
+    x, y_raw, image_shape = _raw(name, seed, label)
+    if not np.isfinite(x).all():
+        raise ValueError(f"{name}: features contain NaN or infinity")
+    classes, y = np.unique(y_raw, return_inverse=True)
+    if len(classes) < 2:
+        raise ValueError(f"{name}: needs at least two classes, found {len(classes)}")
+    order = np.random.default_rng(seed).permutation(len(x))
+    n_test = max(1, round(len(x) * test_fraction))
+    test, train = order[:n_test], order[n_test:]
+    mean, std = x[train].mean(axis=0), x[train].std(axis=0)
+    std[std == 0] = 1.0
+    x = ((x - mean) / std).astype(np.float32)
+    return Dataset(
+        name=name,
+        x_train=x[train],
+        y_train=y[train].astype(np.int64),
+        x_test=x[test],
+        y_test=y[test].astype(np.int64),
+        num_classes=len(classes),
+        image_shape=image_shape,
+    )

@@ -1,0 +1,204 @@
+"""N copies of one model as rows of one tensor, trained together in one batched call.
+
+``StackedModels.flat`` is an (N, P) tensor: row i is peer i's parameters, flattened. Each
+named parameter is a view into it, so ``torch.func.vmap`` trains every peer at once through
+``functional_call``, and gossip is one sparse product ``W @ flat`` with no copying between
+layouts. ``PeerData`` pads each peer's sample indices into one matrix, so drawing every
+peer's minibatch is a single gather.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Mapping
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.func import functional_call, grad_and_value, vmap
+
+__all__ = ["Batch", "PeerData", "StackedModels"]
+
+Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # x (N,B,d), y (N,B), sample weight (N,B)
+
+# Peer evaluation runs over chunks of peers so that chunk * test-set activations stay near
+# this many floats, whatever N is.
+_EVAL_FLOATS = 1 << 24
+
+
+class PeerData:
+    """Every peer's training samples, padded into an (N, max_len) index matrix."""
+
+    def __init__(
+        self, parts: list[np.ndarray], x: torch.Tensor, y: torch.Tensor, device: torch.device
+    ) -> None:
+        self.x = x.to(device)
+        self.y = y.to(device)
+        self.lengths = torch.tensor([len(p) for p in parts], device=device)
+        width = int(self.lengths.max())
+        index = np.zeros((len(parts), width), dtype=np.int64)
+        for i, p in enumerate(parts):
+            index[i, : len(p)] = p
+        self.index = torch.from_numpy(index).to(device)
+        self.rows = torch.arange(len(parts), device=device)
+
+    @property
+    def peers(self) -> int:
+        return len(self.lengths)
+
+    def sample(self, batch: int, gen: torch.Generator) -> Batch:
+        """One minibatch per peer, drawn uniformly (with replacement) from its own samples."""
+        u = torch.rand(self.peers, batch, generator=gen, device=self.index.device)
+        pos = (u * self.lengths[:, None]).long()
+        idx = self.index.gather(1, pos)
+        weight = torch.ones(idx.shape, device=idx.device)
+        return self.x[idx], self.y[idx], weight
+
+    def epoch(self, batch: int, gen: torch.Generator) -> Iterator[Batch]:
+        """One pass over every peer's data in its own random order; short peers get masked
+        (zero-weight) samples once their data runs out."""
+        keys = torch.rand(self.index.shape, generator=gen, device=self.index.device)
+        column = torch.arange(self.index.shape[1], device=keys.device)
+        keys[column[None, :] >= self.lengths[:, None]] = 2.0  # padding sorts last
+        order = keys.argsort(dim=1)
+        for start in range(0, int(self.lengths.max()), batch):
+            pos = order[:, start : start + batch]
+            idx = self.index.gather(1, pos)
+            valid = (column[start : start + pos.shape[1]][None, :] < self.lengths[:, None]).float()
+            yield self.x[idx], self.y[idx], valid
+
+
+class StackedModels:
+    """Parameters of N peers' copies of ``model``, stacked row-wise in ``flat``."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        peers: int,
+        *,
+        init: str = "shared",
+        seed: int = 0,
+        device: torch.device | None = None,
+    ) -> None:
+        self.device = device or torch.device("cpu")
+        self.model = model.to(self.device)
+        if list(self.model.buffers()):
+            raise ValueError("stacked training supports models without buffers (no batch norm)")
+        named = dict(self.model.named_parameters())
+        self.names = list(named)
+        self.shapes = [tuple(p.shape) for p in named.values()]
+        self.sizes = [p.numel() for p in named.values()]
+        self.num_params = sum(self.sizes)
+        self.flat = torch.empty(peers, self.num_params, device=self.device)
+        if init == "shared":
+            self.flat.copy_(self.flatten(named).expand(peers, -1))
+        elif init == "independent":
+            self._independent_init(seed)
+        else:
+            raise ValueError(f"init must be shared or independent, got {init!r}")
+        self.params = self.views(self.flat)
+        self.momentum: torch.Tensor | None = None
+        self._grad = vmap(grad_and_value(self._loss))
+
+    @property
+    def peers(self) -> int:
+        return int(self.flat.shape[0])
+
+    def replace(self, flat: torch.Tensor) -> None:
+        """Adopt ``flat`` (same shape) as the parameters: swapping beats copying 10^8 floats."""
+        if flat.shape != self.flat.shape:
+            raise ValueError(f"expected shape {tuple(self.flat.shape)}, got {tuple(flat.shape)}")
+        self.flat = flat.to(self.flat.dtype).contiguous()
+        self.params = self.views(self.flat)
+
+    def flatten(self, tensors: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        return torch.cat([tensors[n].detach().reshape(-1) for n in self.names]).to(self.device)
+
+    def views(self, flat: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Named (N, *shape) views into an (N, P) tensor laid out like ``self.flat``."""
+        out, offset = {}, 0
+        for name, shape, size in zip(self.names, self.shapes, self.sizes, strict=True):
+            out[name] = flat[:, offset : offset + size].view(flat.shape[0], *shape)
+            offset += size
+        return out
+
+    def unflatten(self, row: torch.Tensor) -> dict[str, torch.Tensor]:
+        """One peer's parameters (a P-vector) as a state dict."""
+        return {k: v[0] for k, v in self.views(row.reshape(1, -1)).items()}
+
+    def _independent_init(self, seed: int) -> None:
+        # PyTorch's default Linear/Conv init is U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for weights
+        # and biases alike; drawing it for all rows at once avoids building N modules.
+        gen = torch.Generator(device="cpu").manual_seed(seed)
+        fan_in = {}
+        for name, shape in zip(self.names, self.shapes, strict=True):
+            if len(shape) > 1:
+                fan_in[name.rsplit(".", 1)[0]] = math.prod(shape[1:])
+        columns = []
+        for name, size in zip(self.names, self.sizes, strict=True):
+            bound = 1.0 / math.sqrt(fan_in.get(name.rsplit(".", 1)[0], size))
+            columns.append((torch.rand(self.peers, size, generator=gen) * 2 - 1) * bound)
+        self.flat.copy_(torch.cat(columns, dim=1))
+
+    def _loss(
+        self, params: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor, w: torch.Tensor
+    ) -> torch.Tensor:
+        losses = F.cross_entropy(functional_call(self.model, params, (x,)), y, reduction="none")
+        loss: torch.Tensor = (losses * w).sum() / w.sum().clamp_min(1.0)
+        return loss
+
+    def step(self, batch: Batch, lr: float, momentum: float, active: torch.Tensor) -> torch.Tensor:
+        """One SGD step for every peer with ``active`` true; returns each peer's loss."""
+        x, y, w = batch
+        grads: dict[str, torch.Tensor]
+        losses: torch.Tensor
+        grads, losses = self._grad(self.params, x, y, w)
+        # A peer that is dropped, or has no real sample in this batch, must not move.
+        moving = active & (w.sum(dim=1) > 0)
+        everyone = bool(moving.all())
+        if momentum and self.momentum is None:
+            self.momentum = torch.zeros_like(self.flat)
+        buffers = self.views(self.momentum) if momentum and self.momentum is not None else {}
+        for name, g in grads.items():
+            param = self.params[name]
+            if everyone:  # the common case: fused in-place updates, no temporaries
+                if momentum:
+                    g = buffers[name].mul_(momentum).add_(g)
+                param.sub_(g, alpha=lr)
+                continue
+            mask = moving.view(-1, *([1] * (g.dim() - 1)))
+            if momentum:
+                buf = buffers[name]
+                buf.copy_(torch.where(mask, buf * momentum + g, buf))
+                g = buf
+            param.sub_(torch.where(mask, g, 0.0), alpha=lr)
+        return losses
+
+    def accuracy(self, flat_row: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> float:
+        """Accuracy of one parameter vector on (x, y)."""
+        with torch.no_grad():
+            logits = functional_call(self.model, self.unflatten(flat_row), (x,))
+        return float((logits.argmax(dim=1) == y).float().mean())
+
+    def peer_accuracies(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Accuracy of every peer's own model on (x, y), in chunks of peers."""
+        width = max(p.shape[0] for p in self.model.parameters())
+        chunk = max(1, _EVAL_FLOATS // max(1, len(x) * width))
+        forward = vmap(lambda p: functional_call(self.model, p, (x,)))
+        out = []
+        with torch.no_grad():
+            for start in range(0, self.peers, chunk):
+                logits = forward(self.views(self.flat[start : start + chunk]))
+                out.append((logits.argmax(dim=2) == y[None, :]).float().mean(dim=1))
+        return torch.cat(out)
+
+
+def consensus_distance(rows: torch.Tensor, chunk: int = 1024) -> float:
+    """``(1/N) sum_i ||x_i - mean||^2`` over rows, computed in chunks to bound memory."""
+    mean = rows.mean(dim=0, dtype=torch.float64)
+    total = 0.0
+    for start in range(0, rows.shape[0], chunk):
+        diff = rows[start : start + chunk].double() - mean
+        total += float(diff.pow(2).sum())
+    return total / rows.shape[0]
