@@ -19,6 +19,9 @@ COMMANDS = {
     "topology": "build a topology, summarise it, export peer configs, draw it",
     "sim": "simulate many peers on this machine against FedAvg and centralized training",
     "plot": "plot consensus, accuracy and communication curves of run directories",
+    "certs": "create a network CA and one certificate per peer; wire them into the configs",
+    "peer": "run one peer from its config file",
+    "launch": "run every peer of a config directory on this machine",
 }
 
 

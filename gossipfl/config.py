@@ -94,10 +94,10 @@ def check_dataset(name: str) -> str:
 
 
 def parse_listen(text: str) -> tuple[str, int]:
-    """``"host:port"`` -> (host, port), with the port in 1..65535."""
+    """``"host:port"`` -> (host, port); port 0 asks the system for a free port."""
     host, sep, port = text.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError(f"expected HOST:PORT with a port in 1..65535, got {text!r}")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
+        raise ValueError(f"expected HOST:PORT with a port in 0..65535, got {text!r}")
     return host.strip("[]"), int(port)
 
 

@@ -7,6 +7,7 @@
     ├── WireError              (also ValueError)   bytes that are not a valid model message
     │   ├── PayloadTooLarge                        over the size cap (HTTP 413)
     │   └── ModelMismatch                          wrong names, shapes, dtypes, non-finite (422)
+    ├── Forbidden                                  sender unauthenticated (401) or not a neighbour (403)
     ├── NeighbourError         (also ConnectionError)  a neighbour could not be reached
     │   └── NeighbourTimeout   (also TimeoutError)     ... or did not answer in time
     └── Refused                                    a neighbour answered with an HTTP error
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 __all__ = [
     "ConfigError",
+    "Forbidden",
     "GossipError",
     "ModelMismatch",
     "NeighbourError",
@@ -53,6 +55,14 @@ class ModelMismatch(WireError):
     """A well-formed message whose tensors do not fit this model, or hold NaN/inf (HTTP 422)."""
 
     status = 422
+
+
+class Forbidden(GossipError):
+    """The request's sender may not gossip with this peer."""
+
+    def __init__(self, detail: str, status: int = 403) -> None:
+        super().__init__(detail)
+        self.status = status
 
 
 class NeighbourError(GossipError, ConnectionError):

@@ -16,8 +16,8 @@ import torch
 from gossipfl import __version__
 from gossipfl.datasets import load_dataset
 from gossipfl.partition import partition
+from gossipfl.rundir import MetricsWriter, write_config
 from sim.config import SimConfig
-from sim.rundir import MetricsWriter, write_config
 from sim.task import Task, make_task
 from topologies import hospital_id, mixing_matrix, second_eigenvalue_modulus
 from topologies.spec import build
@@ -174,7 +174,7 @@ def _run_one(
         from sim.network import run_network
 
         assert graph is not None
-        return run_network(config, task, topology, graph, parts, on_round=lambda: tick(1))
+        return run_network(config, task, topology, graph, parts, on_round=lambda: tick(1 / len(parts)))
     from sim.vectorized import run_vectorized
 
     return run_vectorized(config, task, algorithm, topology, graph, parts, on_round=lambda: tick(1))

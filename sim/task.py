@@ -18,7 +18,7 @@ def message_bytes(model: nn.Module) -> int:
     """Exact size of one model message on the wire (safetensors plus our metadata)."""
     from gossipfl.wire import encode
 
-    return len(encode(dict(model.state_dict()), sender="p0", round_=0, num_samples=0))
+    return len(encode(dict(model.state_dict()), sender="p0", round_=0, num_samples=0, degree=0))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -17,8 +17,9 @@ import scipy.sparse as sp
 import torch
 
 from gossipfl.averaging import weighted_sum
+from gossipfl.consensus import consensus_distance
+from gossipfl.stacked import PeerData, StackedModels
 from sim.config import SimConfig
-from sim.stacked import PeerData, StackedModels, consensus_distance
 from sim.task import Task
 from topologies.mixing import mixing_matrix
 
@@ -233,11 +234,10 @@ def run_vectorized(
         parts = [np.sort(np.concatenate(parts))]
         batch *= peers  # as many sample-gradients per step as all peers together
     device = task.device
-    data = PeerData(parts, task.x_train, task.y_train, device)
+    data = PeerData(parts, task.x_train, task.y_train, device, seed=config.seed)
     models = StackedModels(task.new_model(), len(parts), init=config.init, seed=config.seed, device=device)
-    # Separate streams: minibatches are identical across algorithms; scheduling draws
-    # (dropouts, client sampling, matchings) never shift them.
-    data_gen = torch.Generator(device=device).manual_seed(config.seed + 1)
+    # Minibatches come from counter-based draws (identical across algorithms and engines);
+    # scheduling draws (dropouts, client sampling, matchings) have their own generator.
     sched_gen = torch.Generator(device=device).manual_seed(config.seed + 2)
     exchange = _exchange_for(algorithm, config, graph, data, sched_gen)
     all_active = torch.ones(len(parts), dtype=torch.bool, device=device)
@@ -275,21 +275,10 @@ def run_vectorized(
             active = torch.rand(len(parts), generator=sched_gen, device=device) >= config.dropout_prob
         training = exchange.before_train(models, active)
         losses = []
-        for batch_ in _batches(data, train.local_steps, train.local_epochs, batch, data_gen):
+        for batch_ in data.batches(r, train.local_steps, train.local_epochs, batch):
             losses.append(models.step(batch_, train.lr, train.momentum, training)[training])
         sent += exchange.exchange(models, None if active is all_active else active)
         on_round()
         if r % config.eval_every == 0 or r == train.rounds:
             trained = torch.cat(losses)
             yield row(r, float(trained.mean()) if len(trained) else None)
-
-
-def _batches(
-    data: PeerData, steps: int, epochs: int, batch: int, gen: torch.Generator
-) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-    if epochs > 0:
-        for _ in range(epochs):
-            yield from data.epoch(batch, gen)
-    else:
-        for _ in range(steps):
-            yield data.sample(batch, gen)

@@ -67,3 +67,15 @@ def test_non_iid_partition_runs_by_hospital(simulate) -> None:  # type: ignore[n
 def test_dpsgd_on_a_directed_graph_is_refused(simulate) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(ValueError, match="pushsum"):
         simulate("directed-ring", 5, rounds=2)
+
+
+def test_network_engine_matches_vectorized_engine(simulate) -> None:  # type: ignore[no-untyped-def]
+    common = {"rounds": 8, "local_steps": 2, "eval_every": 4}
+    vectorized = simulate("ring", 4, **common)
+    network = simulate("ring", 4, engine="network", **common)
+    assert [r["round"] for r in network] == [r["round"] for r in vectorized]
+    for v, n in zip(vectorized, network, strict=True):
+        # Same split, init and minibatches; only float summation order differs.
+        assert n["test_accuracy"] == pytest.approx(v["test_accuracy"], abs=0.01)
+        assert n["consensus_distance"] == pytest.approx(v["consensus_distance"], rel=1e-3, abs=1e-9)
+        assert n["bytes_sent"] == pytest.approx(v["bytes_sent"], rel=0.01)

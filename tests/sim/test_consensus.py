@@ -2,13 +2,15 @@
 
 import math
 
+import networkx as nx
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
 import topologies as t
-from sim.stacked import StackedModels, consensus_distance
+from gossipfl.consensus import consensus_distance
+from gossipfl.stacked import StackedModels
 from sim.vectorized import _MatrixExchange, _PairwiseExchange
 
 
@@ -55,26 +57,23 @@ def test_simulator_pure_averaging_matches_theory_end_to_end(simulate) -> None:  
     assert cd[60] < cd[0] * 1e-2
 
 
-def test_push_sum_on_directed_ring_reaches_the_true_average() -> None:
-    graph = t.directed_ring(9)
-    models = stacked(9, seed=3)
-    target = models.flat.mean(dim=0).clone()
-    exchange = _MatrixExchange(t.push_sum(graph), torch.device("cpu"), push_sum=True)
-    for _ in range(300):
-        exchange.before_train(models, torch.ones(9, dtype=torch.bool))
-        exchange.exchange(models, None)
-    torch.testing.assert_close(models.flat, target.expand_as(models.flat), atol=1e-4, rtol=0)
-
-
-def test_push_sum_on_irregular_digraph_corrects_the_bias() -> None:
+def irregular_digraph() -> nx.DiGraph:
     # Out-degrees differ, so plain averaging would be biased; push-sum weights undo it.
     graph = t.directed_ring(6)
     graph.add_edges_from([("p0", "p2"), ("p0", "p3"), ("p1", "p4")])
-    models = stacked(6, seed=5)
+    return graph
+
+
+@pytest.mark.parametrize(
+    ("graph", "rounds"), [(t.directed_ring(9), 300), (irregular_digraph(), 400)], ids=["ring", "irregular"]
+)
+def test_push_sum_on_digraphs_reaches_the_true_average(graph: nx.DiGraph, rounds: int) -> None:
+    n = graph.number_of_nodes()
+    models = stacked(n, seed=3)
     target = models.flat.mean(dim=0).clone()
     exchange = _MatrixExchange(t.push_sum(graph), torch.device("cpu"), push_sum=True)
-    for _ in range(400):
-        exchange.before_train(models, torch.ones(6, dtype=torch.bool))
+    for _ in range(rounds):
+        exchange.before_train(models, torch.ones(n, dtype=torch.bool))
         exchange.exchange(models, None)
     torch.testing.assert_close(models.flat, target.expand_as(models.flat), atol=1e-4, rtol=0)
 

@@ -8,7 +8,7 @@ import math
 from pathlib import Path
 from typing import Any, TextIO
 
-__all__ = ["METRIC_KEYS", "MetricsWriter", "read_run", "write_config"]
+__all__ = ["METRIC_KEYS", "JsonlWriter", "MetricsWriter", "clean", "read_run", "write_config"]
 
 METRIC_KEYS = (
     "algorithm",
@@ -32,33 +32,43 @@ def write_config(run: Path, config: dict[str, Any]) -> Path:
     return path
 
 
-def _clean(value: Any) -> Any:
+def clean(value: Any) -> Any:
     # JSON has no NaN: a metric that could not be computed is null.
     if isinstance(value, float) and not math.isfinite(value):
         return None
     return value
 
 
-class MetricsWriter:
-    """Appends rows to ``metrics.jsonl``, flushed per row so a crash loses nothing written."""
+class JsonlWriter:
+    """Appends one JSON object a line, flushed per row so a crash loses nothing written."""
 
-    def __init__(self, run: Path) -> None:
-        run.mkdir(parents=True, exist_ok=True)
-        self.path = run / "metrics.jsonl"
-        self._handle: TextIO = self.path.open("w", encoding="utf-8")
+    def __init__(self, path: Path, append: bool = False) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._handle: TextIO = path.open("a" if append else "w", encoding="utf-8")
 
     def write(self, row: dict[str, Any]) -> None:
-        self._handle.write(json.dumps({k: _clean(row.get(k)) for k in METRIC_KEYS}) + "\n")
+        self._handle.write(json.dumps({k: clean(v) for k, v in row.items()}) + "\n")
         self._handle.flush()
 
     def close(self) -> None:
         self._handle.close()
 
-    def __enter__(self) -> MetricsWriter:
+    def __enter__(self) -> JsonlWriter:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class MetricsWriter(JsonlWriter):
+    """``RUN/metrics.jsonl`` with exactly the simulator's keys, in their order."""
+
+    def __init__(self, run: Path) -> None:
+        super().__init__(run / "metrics.jsonl")
+
+    def write(self, row: dict[str, Any]) -> None:
+        super().write({k: row.get(k) for k in METRIC_KEYS})
 
 
 def read_run(run: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:

@@ -1,5 +1,8 @@
 """N copies of one model as rows of one tensor, trained together in one batched call.
 
+The simulator's vectorized engine trains thousands of peers with this, and a real peer's
+built-in trainer is the same code with N = 1, so both compute identical local steps.
+
 ``StackedModels.flat`` is an (N, P) tensor: row i is peer i's parameters, flattened. Each
 named parameter is a view into it, so ``torch.func.vmap`` trains every peer at once through
 ``functional_call``, and gossip is one sparse product ``W @ flat`` with no copying between
@@ -18,6 +21,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, grad_and_value, vmap
 
+from gossipfl.sampling import stream_id, uniform
+
 __all__ = ["Batch", "PeerData", "StackedModels"]
 
 Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # x (N,B,d), y (N,B), sample weight (N,B)
@@ -28,45 +33,68 @@ _EVAL_FLOATS = 1 << 24
 
 
 class PeerData:
-    """Every peer's training samples, padded into an (N, max_len) index matrix."""
+    """Some peers' training samples, padded into a (peers, max_len) index matrix.
+
+    ``peer_ids`` are the peers' global indices (0..N-1): draws depend on them, not on the
+    row, so a single peer holding only its own part draws exactly what the simulator draws
+    for it among thousands.
+    """
 
     def __init__(
-        self, parts: list[np.ndarray], x: torch.Tensor, y: torch.Tensor, device: torch.device
+        self,
+        parts: list[np.ndarray],
+        x: torch.Tensor,
+        y: torch.Tensor,
+        device: torch.device,
+        *,
+        seed: int = 0,
+        peer_ids: list[int] | None = None,
     ) -> None:
         self.x = x.to(device)
         self.y = y.to(device)
+        self.seed = seed
         self.lengths = torch.tensor([len(p) for p in parts], device=device)
         width = int(self.lengths.max())
         index = np.zeros((len(parts), width), dtype=np.int64)
         for i, p in enumerate(parts):
             index[i, : len(p)] = p
         self.index = torch.from_numpy(index).to(device)
-        self.rows = torch.arange(len(parts), device=device)
+        ids = range(len(parts)) if peer_ids is None else peer_ids
+        self.peer_ids = torch.tensor(list(ids), dtype=torch.int64, device=device)
 
     @property
     def peers(self) -> int:
         return len(self.lengths)
 
-    def sample(self, batch: int, gen: torch.Generator) -> Batch:
+    def sample(self, batch: int, stream: int) -> Batch:
         """One minibatch per peer, drawn uniformly (with replacement) from its own samples."""
-        u = torch.rand(self.peers, batch, generator=gen, device=self.index.device)
+        u = uniform(self.seed, stream, self.peer_ids, batch)
         pos = (u * self.lengths[:, None]).long()
         idx = self.index.gather(1, pos)
         weight = torch.ones(idx.shape, device=idx.device)
         return self.x[idx], self.y[idx], weight
 
-    def epoch(self, batch: int, gen: torch.Generator) -> Iterator[Batch]:
+    def epoch(self, batch: int, stream: int) -> Iterator[Batch]:
         """One pass over every peer's data in its own random order; short peers get masked
         (zero-weight) samples once their data runs out."""
-        keys = torch.rand(self.index.shape, generator=gen, device=self.index.device)
+        keys = uniform(self.seed, stream, self.peer_ids, self.index.shape[1])
         column = torch.arange(self.index.shape[1], device=keys.device)
         keys[column[None, :] >= self.lengths[:, None]] = 2.0  # padding sorts last
-        order = keys.argsort(dim=1)
+        order = keys.argsort(dim=1, stable=True)
         for start in range(0, int(self.lengths.max()), batch):
             pos = order[:, start : start + batch]
             idx = self.index.gather(1, pos)
             valid = (column[start : start + pos.shape[1]][None, :] < self.lengths[:, None]).float()
             yield self.x[idx], self.y[idx], valid
+
+    def batches(self, round_: int, steps: int, epochs: int, batch: int) -> Iterator[Batch]:
+        """Round ``round_``'s minibatches: ``epochs`` passes if positive, else ``steps`` draws."""
+        if epochs > 0:
+            for e in range(epochs):
+                yield from self.epoch(batch, stream_id(round_, e))
+        else:
+            for s in range(steps):
+                yield self.sample(batch, stream_id(round_, s))
 
 
 class StackedModels:
@@ -192,13 +220,3 @@ class StackedModels:
                 logits = forward(self.views(self.flat[start : start + chunk]))
                 out.append((logits.argmax(dim=2) == y[None, :]).float().mean(dim=1))
         return torch.cat(out)
-
-
-def consensus_distance(rows: torch.Tensor, chunk: int = 1024) -> float:
-    """``(1/N) sum_i ||x_i - mean||^2`` over rows, computed in chunks to bound memory."""
-    mean = rows.mean(dim=0, dtype=torch.float64)
-    total = 0.0
-    for start in range(0, rows.shape[0], chunk):
-        diff = rows[start : start + chunk].double() - mean
-        total += float(diff.pow(2).sum())
-    return total / rows.shape[0]

@@ -1,0 +1,104 @@
+"""``gossipfl launch DIR``: every peer of a config directory, on this machine, in one process."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import logging
+import sys
+import time
+from pathlib import Path
+
+from gossipfl.commands.options import positive_int
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("directory", type=Path, help="peer configs from `gossipfl topology --out`")
+    parser.add_argument("--rounds", type=positive_int, help="override every peer's [train].rounds")
+    parser.add_argument("--out", type=Path, help="run directory (metrics.jsonl for `gossipfl plot`)")
+    parser.add_argument("--insecure", action="store_true", help="plain HTTP even without [tls]")
+    parser.add_argument("--eval-every", type=positive_int, default=1, help="rounds between snapshots")
+
+
+def run(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from gossipfl import __version__
+    from gossipfl.commands.peer import configure_logging, until_done_or_signal
+    from gossipfl.config import load_peer_config
+    from gossipfl.export import TOPOLOGY_FILE
+    from gossipfl.fleet import Fleet, make_peers
+    from gossipfl.rundir import MetricsWriter, write_config
+    from gossipfl.trainer import build_trainer
+    from topologies import load_graph, metropolis_hastings, second_eigenvalue_modulus
+
+    paths = sorted(args.directory.glob("*.toml"))
+    if not paths:
+        raise ValueError(f"{args.directory}: no peer configs (*.toml)")
+    configs = [load_peer_config(p) for p in paths]
+    if args.rounds:
+        configs = [c.with_changes(train=dataclasses.replace(c.train, rounds=args.rounds)) for c in configs]
+    if args.out:
+        configs = [c.with_changes(output_dir=args.out / "peers" / c.id) for c in configs]
+    rounds = max(c.train.rounds for c in configs)
+    configure_logging()
+    logging.getLogger("gossipfl.peer").setLevel(logging.WARNING)
+    trainers = [build_trainer(c.id, c.data, c.train) for c in configs]
+    peers = make_peers(configs, trainers, insecure=args.insecure)
+    bar = tqdm(total=rounds * len(peers), unit="peer-round", file=sys.stderr, dynamic_ncols=True)
+
+    def tick() -> None:
+        bar.update(1)
+
+    fleet = Fleet(peers, args.eval_every, on_round=tick)
+    started = time.perf_counter()
+    try:
+        asyncio.run(until_done_or_signal(fleet.run()))
+    except asyncio.CancelledError:
+        print("gossipfl launch: interrupted; every peer stopped, checkpoints kept", file=sys.stderr)
+        return 130
+    finally:
+        bar.close()
+    seconds = time.perf_counter() - started
+    accuracies = [p.last_accuracy for p in peers]
+    print(
+        f"{len(peers)} peers finished {rounds} rounds in {seconds:.1f}s; "
+        f"test accuracy min/mean/max {min(accuracies):.4f} / "
+        f"{sum(accuracies) / len(accuracies):.4f} / {max(accuracies):.4f}"
+    )
+    if args.out:
+        graph_file = args.directory / TOPOLOGY_FILE
+        stats = []
+        if graph_file.is_file():
+            graph = load_graph(graph_file)
+            stats = [
+                {
+                    "name": args.directory.name,
+                    "peers": graph.number_of_nodes(),
+                    "lambda2": second_eigenvalue_modulus(metropolis_hastings(graph)),
+                }
+            ]
+        write_config(
+            args.out,
+            {
+                "gossipfl_version": __version__,
+                "command": sys.argv,
+                "engine": "launch",
+                "configs": [str(p) for p in paths],
+                "topology_stats": stats,
+            },
+        )
+        first = trainers[0]
+        with MetricsWriter(args.out) as writer:
+            for row in fleet.rows(
+                first.models.model,
+                first.x_test,
+                first.y_test,
+                peer_eval=1000,
+                algorithm="dpsgd" if configs[0].train.mode == "sync" else "gossip",
+                topology=args.directory.name,
+            ):
+                writer.write(row)
+        print(f"wrote {args.out}/metrics.jsonl; plot it with: gossipfl plot {args.out} -o plot.png")
+    return 0

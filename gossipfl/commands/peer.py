@@ -1,0 +1,76 @@
+"""``gossipfl peer --config FILE``: run one peer until its rounds are done."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import Any
+
+from gossipfl.commands.options import positive_int
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", type=Path, required=True, help="the peer's TOML config")
+    parser.add_argument("--rounds", type=positive_int, help="override [train].rounds")
+    parser.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
+    parser.add_argument(
+        "--insecure", action="store_true", help="plain HTTP without certificates (local simulation only)"
+    )
+    parser.add_argument("--out", type=Path, help="override output_dir")
+
+
+def configure_logging() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+
+
+async def _run_peer(args: argparse.Namespace) -> None:
+    import dataclasses
+
+    from gossipfl.config import load_peer_config
+    from gossipfl.peer import Peer
+    from gossipfl.trainer import build_trainer
+
+    config = load_peer_config(args.config)
+    if args.rounds:
+        config = config.with_changes(train=dataclasses.replace(config.train, rounds=args.rounds))
+    if args.out:
+        config = config.with_changes(output_dir=args.out)
+    trainer = build_trainer(config.id, config.data, config.train)
+    async with Peer(config, trainer, insecure=args.insecure, resume=args.resume) as peer:
+        scheme = "http" if peer.tls is None else "https"
+        logging.getLogger("gossipfl.peer").info(
+            "%s serving on %s://%s:%d with %d neighbours",
+            peer.id,
+            scheme,
+            config.host,
+            peer.port,
+            peer.degree,
+        )
+        await until_done_or_signal(peer.wait())
+
+
+async def until_done_or_signal(work: Coroutine[Any, Any, None]) -> None:
+    """Await ``work``; SIGINT/SIGTERM cancel it, so the caller's cleanup runs."""
+    loop = asyncio.get_running_loop()
+    task = asyncio.ensure_future(work)
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, task.cancel)
+    try:
+        await task
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+
+
+def run(args: argparse.Namespace) -> int:
+    configure_logging()
+    try:
+        asyncio.run(_run_peer(args))
+    except asyncio.CancelledError:
+        logging.getLogger("gossipfl.peer").info("stopped by signal; checkpoint kept")
+        return 130
+    return 0
