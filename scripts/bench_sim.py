@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import itertools
 import json
 import statistics
 import subprocess
@@ -78,25 +79,51 @@ def _digits_times(copies: int, path: Path) -> str:
     return f"npz:{path}"
 
 
-def _timed_loop(peers: int, rounds: int, eval_every: int, dataset: str = "digits") -> tuple[float, float]:
-    """(total seconds, seconds per round without evaluation) for dpsgd on a ring."""
+def _timed_loop(peers: int, rounds: int, eval_every: int) -> tuple[float, float]:
+    """(total seconds with evaluation, median seconds of one round without it) for dpsgd on a
+    ring of ``peers`` on digits."""
     from sim.config import DATASET_DEFAULTS, SimConfig
     from sim.runner import run_simulation
     from topologies.spec import TopologySpec
 
     train = dataclasses.replace(DATASET_DEFAULTS["digits"], rounds=rounds)
-    config = SimConfig(
-        topologies=(TopologySpec("ring", peers=peers),), dataset=dataset, train=train, eval_every=eval_every
-    )
+    config = SimConfig(topologies=(TopologySpec("ring", peers=peers),), train=train, eval_every=eval_every)
     start = time.perf_counter()
     rows = list(run_simulation(config, progress=False))
     total = time.perf_counter() - start
-    quiet = dataclasses.replace(config, eval_every=10 * rounds)
-    start = time.perf_counter()
-    list(run_simulation(quiet, progress=False))
-    bare = time.perf_counter() - start
     assert rows[-1]["round"] == rounds
-    return total, bare / rounds
+    return total, _timed_rounds(peers, rounds, "digits")
+
+
+def _timed_rounds(peers: int, rounds: int, dataset: str) -> float:
+    """Median seconds of one dpsgd round on a ring, timed between the engine's per-round
+    callbacks, so evaluation (at round 0 and the end only) is left out."""
+    import torch
+
+    from gossipfl.datasets import load_dataset
+    from gossipfl.partition import partition
+    from sim.config import DATASET_DEFAULTS, SimConfig
+    from sim.runner import _RETAIN_LIMIT, _reuse_freed_memory
+    from sim.task import make_task
+    from sim.vectorized import run_vectorized
+    from topologies import ring
+    from topologies.spec import TopologySpec
+
+    train = dataclasses.replace(DATASET_DEFAULTS["digits"], rounds=rounds)
+    config = SimConfig(
+        topologies=(TopologySpec("ring", peers=peers),), dataset=dataset, train=train, eval_every=10 * rounds
+    )
+    data = load_dataset(dataset)
+    task = make_task(data, train, 0, torch.device("cpu"))
+    if peers * sum(p.numel() for p in task.new_model().parameters()) <= _RETAIN_LIMIT:
+        _reuse_freed_memory()  # as run_simulation decides
+    parts = partition(data.y_train, peers, "iid", 0)
+    stamps: list[float] = []
+    for _ in run_vectorized(
+        config, task, "dpsgd", "ring", ring(peers), parts, lambda: stamps.append(time.perf_counter())
+    ):
+        pass
+    return statistics.median(b - a for a, b in itertools.pairwise(stamps))
 
 
 def _floor(samples: int) -> float:
@@ -132,28 +159,50 @@ def bench_1000(repeats: int) -> dict[str, float]:
 
 
 def bench_10k(repeats: int) -> dict[str, float]:
-    """Each repeat in a fresh process, so peak RSS belongs to this workload alone."""
+    """Two fresh processes a repeat: one runs the simulation as `gossipfl sim` would (peak
+    memory, total seconds), the other times rounds; each peak belongs to one run alone."""
     code = textwrap.dedent(
         """
-        import json, resource, sys, time
-        sys.path.insert(0, sys.argv[1])
+        import dataclasses, json, resource, sys, time
         from pathlib import Path
-        from scripts.bench_sim import _digits_times, _timed_loop
+        sys.path.insert(0, sys.argv[1])
+        from scripts.bench_sim import _digits_times, _timed_rounds
         dataset = _digits_times(10, Path(sys.argv[2]) / "digits10.npz")
-        total, round_s = _timed_loop(10_000, 10, 10, dataset)
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        print(json.dumps({"total_s": total, "round_s": round_s, "peak_mb": peak}))
+        if sys.argv[3] == "peak":
+            from sim.config import DATASET_DEFAULTS, SimConfig
+            from sim.runner import run_simulation
+            from topologies.spec import TopologySpec
+            train = dataclasses.replace(DATASET_DEFAULTS["digits"], rounds=10)
+            config = SimConfig(topologies=(TopologySpec("ring", peers=10_000),), dataset=dataset,
+                               train=train, eval_every=10)
+            start = time.perf_counter()
+            list(run_simulation(config, progress=False))
+            result = {"total_s": time.perf_counter() - start}
+        else:
+            result = {"round_s": _timed_rounds(10_000, 10, dataset)}
+        result["peak_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        print(json.dumps(result))
         """
     )
     root = str(Path(__file__).resolve().parent.parent)
-    results = []
+    peaks, totals, rounds = [], [], []
     with tempfile.TemporaryDirectory() as tmp:
         for _ in range(repeats):
-            out = subprocess.run(
-                [sys.executable, "-c", code, root, tmp], capture_output=True, text=True, check=True
-            )
-            results.append(json.loads(out.stdout.strip().splitlines()[-1]))
-    return {k: statistics.median(r[k] for r in results) for k in results[0]}
+            for mode in ("peak", "rounds"):
+                out = subprocess.run(
+                    [sys.executable, "-c", code, root, tmp, mode], capture_output=True, text=True, check=True
+                )
+                result = json.loads(out.stdout.strip().splitlines()[-1])
+                if mode == "peak":
+                    peaks.append(result["peak_mb"])
+                    totals.append(result["total_s"])
+                else:
+                    rounds.append(result["round_s"])
+    return {
+        "peak_mb": statistics.median(peaks),
+        "total_s_10_rounds": statistics.median(totals),
+        "round_s": statistics.median(rounds),
+    }
 
 
 def _process_seconds(argv: list[str]) -> float:

@@ -27,13 +27,18 @@ __all__ = ["run_simulation"]
 Row = dict[str, Any]
 
 
+# Largest stack (peers x parameters, in floats) for which freed memory is kept for reuse.
+_RETAIN_LIMIT = 1 << 25
+
+
 def _reuse_freed_memory() -> None:
     """Tell glibc to keep freed blocks up to 64 MB for reuse instead of unmapping them.
 
     Every round allocates and frees tens of MB of gradients and mixed parameters; by
     default glibc serves blocks that size with fresh mmaps, so each round pays page faults
-    on all of them (about a fifth of a 1,000-peer round). Larger blocks (10,000 peers) still
-    go back to the system, which keeps peak memory down. Other C libraries are left alone.
+    on all of them (about a fifth of a 1,000-peer round). Only worth it for mid-sized
+    stacks: with 10,000 peers the retained, fragmented heap costs more memory than the
+    page faults cost time. Other C libraries are left alone.
     """
     if not sys.platform.startswith("linux"):
         return
@@ -115,13 +120,15 @@ def run_simulation(config: SimConfig, progress: bool = True) -> Iterator[Row]:
     """Run everything ``config`` asks for, writing ``config.out`` if set; yields each row."""
     from tqdm import tqdm
 
-    _reuse_freed_memory()
     torch.manual_seed(config.seed)
     device = _device(config.device)
     data = load_dataset(config.dataset, config.seed, config.test_fraction, config.label)
     task = make_task(data, config.train, config.seed, device)
     splits = _Splits(config, data.y_train)
     runs = _plan(config)
+    num_params = sum(p.numel() for p in task.new_model().parameters())
+    if max(peers for *_, peers, _ in runs) * num_params <= _RETAIN_LIMIT:
+        _reuse_freed_memory()
     stats = [
         {"name": spec.name, "peers": g.number_of_nodes(), "lambda2": _lambda2(g, config)}
         for spec, g in ((s, build(s)) for s in config.topologies)
@@ -137,7 +144,7 @@ def run_simulation(config: SimConfig, progress: bool = True) -> Iterator[Row]:
                 "sim": config.to_json(),
                 "topology_stats": stats,
                 "model_bytes": task.model_bytes,
-                "num_params": sum(p.numel() for p in task.new_model().parameters()),
+                "num_params": num_params,
                 "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
             },
         )

@@ -41,6 +41,23 @@ def _torch_sparse(matrix: Any, device: torch.device) -> tuple[torch.Tensor, torc
     return rows, cols, vals
 
 
+# Stacks above this many floats are mixed in place, a block of columns at a time.
+_IN_PLACE_FLOATS = 1 << 26
+
+
+def _mix_columns(matrix: sp.csr_matrix, x: torch.Tensor) -> torch.Tensor:
+    """``W @ x``. Columns mix independently, so a very large stack (10,000 peers) is mixed in
+    place one block of columns at a time instead of allocating a second copy of it."""
+    if x.numel() <= _IN_PLACE_FLOATS:
+        return torch.from_numpy(matrix @ x.numpy())
+    array = x.numpy()
+    width = max(1, (1 << 22) // x.shape[0])
+    for start in range(0, x.shape[1], width):
+        block = array[:, start : start + width]
+        block[...] = matrix @ np.ascontiguousarray(block)
+    return x
+
+
 class _MatrixExchange:
     """``X <- W X`` for D-PSGD (row-stochastic W) and push-sum (column-stochastic P).
 
@@ -68,7 +85,7 @@ class _MatrixExchange:
             matrix = sp.csr_matrix(
                 (vals.numpy(), (self.rows.numpy(), self.cols.numpy())), shape=(self.n, self.n)
             )
-            return lambda x: torch.from_numpy(matrix @ x.numpy())
+            return lambda x: _mix_columns(matrix, x)
         index = torch.stack([self.rows, self.cols])
         # COO rather than CSR: CSR tensors are still marked beta and warn on every build.
         coo = torch.sparse_coo_tensor(index, vals, (self.n, self.n), check_invariants=False)
