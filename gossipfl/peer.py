@@ -48,6 +48,7 @@ __all__ = ["Peer"]
 log = logging.getLogger("gossipfl.peer")
 
 CHECKPOINT = "checkpoint.safetensors"
+_ROUNDS_AHEAD = 2
 RoundHook = Callable[["Peer", int], None]
 
 
@@ -192,7 +193,9 @@ class Peer:
             self.neighbours.heard_from(message.sender, message.round)
             if self.config.train.mode == "async":
                 return await self._average_pairwise(message, reply)
-            if message.round >= self.round:
+            # Only rounds this peer can still use are kept: a neighbour at most a couple of
+            # rounds ahead, so a buggy or hostile one cannot park unbounded models here.
+            if self.round <= message.round <= self.round + _ROUNDS_AHEAD:
                 self._inbox.setdefault(message.round, {})[message.sender] = message
                 self._arrived.set()
             return self.encode_weights(self.round) if reply else None

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -28,7 +28,6 @@ from gossipfl.stacked import PeerData, StackedModels
 __all__ = ["NumPyClientTrainer", "TorchTrainer", "Trainer", "build_trainer"]
 
 
-@runtime_checkable
 class Trainer(Protocol):
     num_samples: int
 

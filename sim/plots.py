@@ -107,7 +107,8 @@ def plot_runs(runs: list[Path], out: Path, title: str = "") -> Path:
     ax_b.set_xscale("log")
     ax_b.set_xlabel("bytes sent, all peers (cumulative)")
     ax_b.set_ylabel("test accuracy")
-    ax_b.set_title("Accuracy vs communication (centralized sends nothing)")
+    has_central = any(s["algorithm"][0] == "central" for s in series.values())
+    ax_b.set_title("Accuracy vs communication" + (" (centralized sends nothing)" if has_central else ""))
     for ax in (ax_c, ax_a, ax_b):
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=8)

@@ -116,6 +116,10 @@ async def test_bad_bodies_get_their_status_and_change_nothing(build_peers) -> No
             got, reply = await post(a, body)
             assert (got, reply["error"]) == (status, error), reply
             assert same(before, a.weights)
+        # valid, but for a round far ahead: acknowledged, never stored
+        got, reply = await post(a, encode(good, sender="b", round_=50, num_samples=1))
+        assert (got, reply["accepted"]) == (200, True)
+        assert a._inbox == {}
         async with aiohttp.ClientSession() as session, session.get(url(a, "/status")) as response:
             status_json = await response.json()
         assert status_json["peer"] == "a" and status_json["neighbours"][0]["id"] == "b"
@@ -213,3 +217,78 @@ async def test_peer_without_tls_needs_insecure(build_peers) -> None:  # type: ig
         Peer(a.config, a.trainer)
     await a.stop()
     await b.stop()
+
+
+async def test_in_memory_transport_runs_the_same_gossip_logic(build_peers, train_config) -> None:  # type: ignore[no-untyped-def]
+    from gossipfl.transport import MemoryTransport
+
+    peers = build_peers(t.ring(3), tls=False, train=train_config(rounds=2))
+    registry = {}
+    wired = []
+    for p in peers:
+        twin = Peer(p.config, p.trainer, insecure=True, transport=MemoryTransport(p.id, registry))
+        registry[p.id] = lambda sender, body, reply, peer=twin: peer.receive(sender, body, reply)
+        wired.append(twin)
+    for p in peers:
+        await p.stop()  # only their sockets and trainers were borrowed
+    for twin in wired:
+        twin.start_gossip()  # no server: messages go straight to receive()
+    await asyncio.wait_for(asyncio.gather(*(tw.wait() for tw in wired)), timeout=60)
+    # a ring of 3 under Metropolis–Hastings is the complete graph with weights 1/3: consensus
+    for name in wired[0].weights:
+        torch.testing.assert_close(wired[0].weights[name], wired[2].weights[name])
+    # the twin enforces who may send, exactly as the HTTP server does
+    body = encode(wired[0].weights, sender=wired[1].id, round_=9, num_samples=1)
+    with pytest.raises(Exception, match="certificate is"):
+        await wired[0].receive(wired[2].id, body, False)
+    for twin in wired:
+        await twin.stop()
+
+
+def test_sigterm_stops_a_peer_cleanly_and_keeps_its_checkpoint(tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from gossipfl.cli import main
+
+    graph = tmp_path / "g.json"
+    graph.write_text('{"solo": [], "ghost": []}')
+    net = tmp_path / "net"
+    from gossipfl.fleet import bind_loopback
+
+    (probe,) = bind_loopback(1)
+    port = probe.getsockname()[1]  # free a moment ago; only "solo" will listen, on this one
+    probe.close()
+    assert (
+        main(
+            [
+                "topology",
+                str(graph),
+                "--out",
+                str(net),
+                "--dataset",
+                "iris",
+                "--rounds",
+                "100000",
+                "--base-port",
+                str(port),
+            ]
+        )
+        == 0
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gossipfl", "peer", "--config", str(net / "solo.toml"), "--insecure"],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    checkpoint = net / "out" / "solo" / CHECKPOINT
+    deadline = time.monotonic() + 60
+    while not checkpoint.is_file() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=30)
+    assert process.returncode == 130, stderr
+    assert "stopped by signal" in stderr and "Traceback" not in stderr
+    assert load_checkpoint(checkpoint, "solo").round >= 1
