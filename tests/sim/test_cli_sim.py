@@ -68,3 +68,17 @@ def test_topology_command_starts_without_torch() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr
+
+
+def test_sim_on_a_user_graph_file_with_logistic_regression(tmp_path: Path) -> None:
+    graph = tmp_path / "clinics.edges"
+    graph.write_text("a b\nb c\nc d\nd a\na c\n")
+    run = tmp_path / "run"
+    argv = (
+        f"sim --topology {graph} --dataset breast-cancer --model logreg --rounds 30 "
+        f"--partition dirichlet --alpha 1.0 --eval-every 10 --quiet --out {run}"
+    )
+    assert main(argv.split()) == 0
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert {r["topology"] for r in rows} == {"clinics"}
+    assert rows[-1]["peers"] == 4 and rows[-1]["test_accuracy"] > 0.85
