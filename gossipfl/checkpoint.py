@@ -8,14 +8,13 @@ previous checkpoint or the new one, never a torn file.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save
 
 from gossipfl.errors import ConfigError
 
@@ -58,10 +57,9 @@ def save_checkpoint(
 def load_checkpoint(path: Path, peer: str) -> Checkpoint:
     """Read a checkpoint written by ``save_checkpoint`` for ``peer``."""
     try:
-        with path.open("rb") as handle:
-            header_len = int.from_bytes(handle.read(8), "little")
-            metadata = json.loads(handle.read(header_len)).get("__metadata__", {})
-        tensors = load_file(str(path))
+        with safe_open(str(path), framework="pt") as handle:
+            metadata = handle.metadata() or {}
+            tensors = {name: handle.get_tensor(name) for name in handle.keys()}  # noqa: SIM118
     except (OSError, ValueError, SafetensorError) as exc:
         raise ConfigError(f"{path}: not a readable checkpoint ({exc})") from exc
     if metadata.get("peer") != peer:

@@ -22,7 +22,6 @@ import torch
 from torch import nn
 
 from gossipfl.config import DataConfig, NeighborConfig, NetworkConfig, PeerConfig, TLSConfig, TrainConfig
-from gossipfl.consensus import consensus_distance
 from gossipfl.peer import Peer
 from gossipfl.stacked import StackedModels
 from gossipfl.trainer import Trainer
@@ -150,7 +149,6 @@ class Fleet:
         x_test: torch.Tensor,
         y_test: torch.Tensor,
         *,
-        peer_eval: int,
         algorithm: str,
         topology: str,
     ) -> Iterator[dict[str, Any]]:
@@ -158,16 +156,12 @@ class Fleet:
         stacked = StackedModels(model, len(self.peers))
         for snap in sorted(self.snapshots, key=lambda s: s.round):
             stacked.replace(snap.flat)
-            per_peer = stacked.peer_accuracies(x_test[:peer_eval], y_test[:peer_eval])
             yield {
                 "algorithm": algorithm,
                 "topology": topology,
                 "peers": len(self.peers),
                 "round": snap.round,
-                "consensus_distance": consensus_distance(snap.flat),
-                "test_accuracy": stacked.accuracy(snap.flat.mean(dim=0), x_test, y_test),
-                "peer_accuracy_mean": float(per_peer.mean()),
-                "peer_accuracy_min": float(per_peer.min()),
+                **stacked.evaluate(snap.flat.mean(dim=0), x_test, y_test),
                 "train_loss": snap.train_loss,
                 "bytes_sent": snap.bytes_sent,
                 "elapsed_s": round(snap.elapsed_s, 4),

@@ -40,7 +40,7 @@ from gossipfl.prometheus import PeerMetrics
 from gossipfl.rundir import JsonlWriter
 from gossipfl.trainer import Trainer
 from gossipfl.transport import HttpTransport, Transport
-from gossipfl.wire import Message, decode, encode
+from gossipfl.wire import Message, check_tensors, decode, encode
 from topologies.mixing import metropolis_hastings_weight
 
 __all__ = ["Peer"]
@@ -337,7 +337,7 @@ class Peer:
             log.warning("%s: --resume but no checkpoint at %s; starting fresh", self.id, path)
             return 0
         checkpoint = load_checkpoint(path, self.id)
-        decode(encode(checkpoint.weights, sender=self.id, round_=0, num_samples=0), self.template)
+        check_tensors(checkpoint.weights, self.template)
         self.weights = checkpoint.weights
         self.trainer.load_optimizer_state(checkpoint.optimizer)
         log.info("%s: resumed from round %d", self.id, checkpoint.round)

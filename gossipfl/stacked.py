@@ -21,12 +21,17 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, grad_and_value, vmap
 
+from gossipfl.consensus import consensus_distance
 from gossipfl.sampling import stream_id, uniform
 
-__all__ = ["Batch", "PeerData", "StackedModels"]
+__all__ = ["PEER_EVAL_SAMPLES", "Batch", "PeerData", "StackedModels"]
 
 Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # x (N,B,d), y (N,B), sample weight (N,B)
 
+# Each peer's own model is scored on at most this many test samples: evaluation costs
+# peers x samples forward passes, which at 10,000 peers would dwarf training. The averaged
+# model is always scored on the whole test set.
+PEER_EVAL_SAMPLES = 1000
 # Peer evaluation runs over chunks of peers so that chunk * test-set activations stay near
 # this many floats, whatever N is.
 _EVAL_FLOATS = 1 << 22
@@ -226,6 +231,17 @@ class StackedModels:
         with torch.no_grad():
             logits = functional_call(self.model, self.unflatten(flat_row), (x,))
         return float((logits.argmax(dim=1) == y).float().mean())
+
+    def evaluate(self, mean: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
+        """The simulator's per-round metrics of these peers: their consensus distance, the
+        accuracy of ``mean`` (their average) on (x, y), and their own accuracies."""
+        own = self.peer_accuracies(x[:PEER_EVAL_SAMPLES], y[:PEER_EVAL_SAMPLES])
+        return {
+            "consensus_distance": consensus_distance(self.flat),
+            "test_accuracy": self.accuracy(mean, x, y),
+            "peer_accuracy_mean": float(own.mean()),
+            "peer_accuracy_min": float(own.min()),
+        }
 
     def peer_accuracies(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Accuracy of every peer's own model on (x, y), in chunks of peers."""

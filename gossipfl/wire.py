@@ -29,7 +29,7 @@ import torch
 
 from gossipfl.errors import ModelMismatch, PayloadTooLarge, WireError
 
-__all__ = ["FORMAT_VERSION", "Message", "decode", "encode"]
+__all__ = ["FORMAT_VERSION", "Message", "check_tensors", "decode", "encode"]
 
 FORMAT_VERSION = "1"
 # A header larger than this is hostile or broken: ours are a few hundred bytes a tensor.
@@ -226,11 +226,7 @@ def decode(
     samples = _int(meta, "num_samples")
     assert round_ is not None and samples is not None
     tensors = _tensors(header, body, start)
-    if template is not None:
-        _match(tensors, template)
-    for name, tensor in tensors.items():
-        if tensor.is_floating_point() and not _all_finite(tensor):
-            raise ModelMismatch(f"tensor {name!r} holds NaN or infinity")
+    check_tensors(tensors, template)
     return Message(tensors, sender, round_, samples, _int(meta, "degree", required=False), weight)
 
 
@@ -241,6 +237,18 @@ def _all_finite(tensor: torch.Tensor) -> bool:
     if bool(torch.isfinite(tensor.sum(dtype=torch.float64))):
         return True
     return bool(torch.isfinite(tensor).all())
+
+
+def check_tensors(
+    tensors: Mapping[str, torch.Tensor], template: Mapping[str, torch.Tensor] | None = None
+) -> None:
+    """Raise ``ModelMismatch`` unless ``tensors`` match ``template`` (names, shapes, dtypes)
+    and hold only finite values."""
+    if template is not None:
+        _match(tensors, template)
+    for name, tensor in tensors.items():
+        if tensor.is_floating_point() and not _all_finite(tensor):
+            raise ModelMismatch(f"tensor {name!r} holds NaN or infinity")
 
 
 def _match(tensors: Mapping[str, torch.Tensor], template: Mapping[str, torch.Tensor]) -> None:

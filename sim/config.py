@@ -6,7 +6,11 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
+import networkx as nx
+import scipy.sparse as sp
+
 from gossipfl.config import MODELS, PARTITIONS, TrainConfig, check_dataset
+from topologies.mixing import mixing_matrix
 from topologies.spec import TopologySpec
 
 __all__ = [
@@ -77,6 +81,15 @@ class SimConfig:
             raise ValueError(f"--eval-every must be positive, got {self.eval_every}")
         if self.engine == "network" and (set(self.algorithms) - {"dpsgd"} or self.baselines):
             raise ValueError("the network engine runs dpsgd only; run baselines with the vectorized one")
+
+    def mixing_for(self, graph: nx.Graph, *, push_sum: bool) -> sp.csr_matrix:
+        """The matrix the engines mix ``graph`` with: column-stochastic push-sum weights (an
+        undirected graph counts as both directions), else ``--mixing`` (auto: Metropolis)."""
+        if push_sum:
+            directed = graph if graph.is_directed() else graph.to_directed()
+            return mixing_matrix(directed, "push-sum", make_lazy=self.lazy)
+        rule = "metropolis" if self.mixing == "auto" else self.mixing
+        return mixing_matrix(graph, rule, make_lazy=self.lazy)  # type: ignore[arg-type]
 
     def to_json(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)

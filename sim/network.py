@@ -70,13 +70,10 @@ def run_network(
         asyncio.run(fleet.run())
     finally:
         log.setLevel(level)
-    from sim.vectorized import PEER_EVAL_SAMPLES
-
     yield from fleet.rows(
         task.new_model(),
         task.x_test,
         task.y_test,
-        peer_eval=PEER_EVAL_SAMPLES,
         algorithm="dpsgd",
         topology=topology,
     )

@@ -19,7 +19,7 @@ from gossipfl.partition import partition
 from gossipfl.rundir import MetricsWriter, write_config
 from sim.config import SimConfig
 from sim.task import Task, make_task
-from topologies import hospital_id, mixing_matrix, second_eigenvalue_modulus
+from topologies import hospital_id, second_eigenvalue_modulus
 from topologies.spec import build
 
 __all__ = ["run_simulation"]
@@ -65,13 +65,6 @@ def _groups(graph: nx.Graph) -> np.ndarray | None:
     return np.array(hospitals, dtype=np.int64)
 
 
-def _lambda2(graph: nx.Graph, config: SimConfig) -> float:
-    if graph.is_directed():
-        return second_eigenvalue_modulus(mixing_matrix(graph, "push-sum", make_lazy=config.lazy))
-    rule = "metropolis" if config.mixing == "auto" else config.mixing
-    return second_eigenvalue_modulus(mixing_matrix(graph, rule, make_lazy=config.lazy))  # type: ignore[arg-type]
-
-
 class _Splits:
     """One data split per peer count (and hospital layout), shared by every run using it."""
 
@@ -94,12 +87,13 @@ class _Splits:
         return self.cache[key]
 
 
-def _plan(config: SimConfig) -> list[tuple[str, str, nx.Graph | None, int, np.ndarray | None]]:
+def _plan(
+    config: SimConfig, graphs: list[nx.Graph]
+) -> list[tuple[str, str, nx.Graph | None, int, np.ndarray | None]]:
     """(algorithm, topology name, graph, peers, hospital groups) for every run, in order."""
     runs = []
     first_split: tuple[int, np.ndarray | None] | None = None
-    for spec in config.topologies:
-        graph = build(spec)
+    for spec, graph in zip(config.topologies, graphs, strict=True):
         groups = _groups(graph)
         if config.partition == "by-hospital" and groups is None:
             raise ValueError(f"by-hospital partitions need a hospital-mesh topology, not {spec.name}")
@@ -125,13 +119,18 @@ def run_simulation(config: SimConfig, progress: bool = True) -> Iterator[Row]:
     data = load_dataset(config.dataset, config.seed, config.test_fraction, config.label)
     task = make_task(data, config.train, config.seed, device)
     splits = _Splits(config, data.y_train)
-    runs = _plan(config)
+    graphs = [build(spec) for spec in config.topologies]
+    runs = _plan(config, graphs)
     num_params = sum(p.numel() for p in task.new_model().parameters())
     if max(peers for *_, peers, _ in runs) * num_params <= _RETAIN_LIMIT:
         _reuse_freed_memory()
     stats = [
-        {"name": spec.name, "peers": g.number_of_nodes(), "lambda2": _lambda2(g, config)}
-        for spec, g in ((s, build(s)) for s in config.topologies)
+        {
+            "name": spec.name,
+            "peers": g.number_of_nodes(),
+            "lambda2": second_eigenvalue_modulus(config.mixing_for(g, push_sum=g.is_directed())),
+        }
+        for spec, g in zip(config.topologies, graphs, strict=True)
     ]
     writer = None
     if config.out is not None:

@@ -17,18 +17,11 @@ import scipy.sparse as sp
 import torch
 
 from gossipfl.averaging import weighted_sum
-from gossipfl.consensus import consensus_distance
 from gossipfl.stacked import PeerData, StackedModels
 from sim.config import SimConfig
 from sim.task import Task
-from topologies.mixing import mixing_matrix
 
-__all__ = ["PEER_EVAL_SAMPLES", "run_vectorized"]
-
-# Each peer's own model is scored on at most this many test samples: evaluation costs
-# peers x samples forward passes, which at 10,000 peers would dwarf training. The averaged
-# model is always scored on the whole test set.
-PEER_EVAL_SAMPLES = 1000
+__all__ = ["run_vectorized"]
 
 Row = dict[str, Any]
 
@@ -222,15 +215,10 @@ def _exchange_for(
     if algorithm == "gossip":
         return _PairwiseExchange(nx.Graph(graph), device, gen)
     if algorithm == "pushsum":
-        directed = graph if graph.is_directed() else graph.to_directed()
-        return _MatrixExchange(
-            mixing_matrix(directed, "push-sum", make_lazy=config.lazy), device, push_sum=True
-        )
+        return _MatrixExchange(config.mixing_for(graph, push_sum=True), device, push_sum=True)
     if graph.is_directed():
         raise ValueError("dpsgd needs an undirected topology; use --algorithm pushsum on directed graphs")
-    rule = "metropolis" if config.mixing == "auto" else config.mixing
-    matrix = mixing_matrix(graph, rule, make_lazy=config.lazy)  # type: ignore[arg-type]
-    return _MatrixExchange(matrix, device, push_sum=False)
+    return _MatrixExchange(config.mixing_for(graph, push_sum=False), device, push_sum=False)
 
 
 def run_vectorized(
@@ -264,22 +252,22 @@ def run_vectorized(
 
     def row(round_: int, loss: float | None) -> Row:
         mean = exchange.average(models)
-        accuracy = models.accuracy(mean, task.x_test, task.y_test)
-        decentralized = algorithm in ("dpsgd", "pushsum", "gossip")
-        peer_acc = (
-            models.peer_accuracies(task.x_test[:PEER_EVAL_SAMPLES], task.y_test[:PEER_EVAL_SAMPLES])
-            if decentralized
-            else None
-        )
+        if algorithm in ("dpsgd", "pushsum", "gossip"):
+            metrics: dict[str, float | None] = {**models.evaluate(mean, task.x_test, task.y_test)}
+        else:  # every client holds the one global model
+            accuracy = models.accuracy(mean, task.x_test, task.y_test)
+            metrics = {
+                "consensus_distance": None,
+                "test_accuracy": accuracy,
+                "peer_accuracy_mean": accuracy,
+                "peer_accuracy_min": accuracy,
+            }
         return {
             "algorithm": algorithm,
             "topology": label,
             "peers": peers,
             "round": round_,
-            "consensus_distance": consensus_distance(models.flat) if decentralized else None,
-            "test_accuracy": accuracy,
-            "peer_accuracy_mean": float(peer_acc.mean()) if peer_acc is not None else accuracy,
-            "peer_accuracy_min": float(peer_acc.min()) if peer_acc is not None else accuracy,
+            **metrics,
             "train_loss": loss,
             "bytes_sent": sent * task.model_bytes,
             "elapsed_s": round(time.perf_counter() - start, 4),

@@ -95,7 +95,6 @@ def run(args: argparse.Namespace) -> int:
                 first.models.model,
                 first.x_test,
                 first.y_test,
-                peer_eval=1000,
                 algorithm="dpsgd" if configs[0].train.mode == "sync" else "gossip",
                 topology=args.directory.name,
             ):
