@@ -25,7 +25,7 @@ from gossipfl.errors import (
 __version__ = "0.1.0"
 
 _LAZY = {
-    "Peer": "gossipfl.peer",
+    "Peer": "gossipfl.node.peer",
     "Trainer": "gossipfl.trainer",
     "TorchTrainer": "gossipfl.trainer",
     "NumPyClientTrainer": "gossipfl.trainer",

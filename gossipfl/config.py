@@ -9,6 +9,8 @@ The schema (``gossipfl topology --out DIR`` writes one such file per node)::
     [[neighbors]]                          # one table per neighbour
     id = "p1"
     url = "http://127.0.0.1:7001"          # https:// once `gossipfl certs` has run
+    direction = "both"                     # both; out (only send to it) or in (only hear from
+                                           # it): directed links, for push-sum
 
     [data]
     dataset = "digits"                     # iris, digits, breast-cancer, mnist1d, synthetic,
@@ -34,6 +36,13 @@ The schema (``gossipfl topology --out DIR`` writes one such file per node)::
     mode = "sync"                          # sync (D-PSGD rounds) or async (gossip learning)
     seed = 0                               # model initialisation: equal seeds, equal start
 
+    [gossip]                               # optional: how models are mixed
+    algorithm = "dpsgd"                    # dpsgd or pushsum (sync mode); gossip (async mode)
+    mixing = "metropolis"                  # dpsgd weights: metropolis or uniform (regular graphs)
+    lazy = false                           # halve every neighbour's weight: (I + W) / 2
+    rule = "mean"                          # combine rule (gossipfl.rules)
+    transform = "identity"                 # what is sent (gossipfl.outgoing)
+
     [network]                              # optional
     round_timeout_s = 10.0                 # sync: how long to wait for neighbours' models
     request_timeout_s = 5.0                # one HTTP exchange
@@ -54,7 +63,7 @@ import dataclasses
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar, cast
 from urllib.parse import urlsplit
 
 from gossipfl.errors import ConfigError
@@ -65,6 +74,7 @@ __all__ = [
     "MODELS",
     "PARTITIONS",
     "DataConfig",
+    "GossipConfig",
     "NeighborConfig",
     "NetworkConfig",
     "PeerConfig",
@@ -101,10 +111,48 @@ def parse_listen(text: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
+Direction = Literal["both", "out", "in"]
+DIRECTIONS: tuple[Direction, ...] = ("both", "out", "in")
+
+
 @dataclasses.dataclass(frozen=True)
 class NeighborConfig:
     id: str
     url: str
+    direction: Direction = "both"
+
+    @property
+    def sends_to(self) -> bool:
+        """This peer sends its model to the neighbour."""
+        return self.direction != "in"
+
+    @property
+    def hears_from(self) -> bool:
+        """This peer accepts the neighbour's model."""
+        return self.direction != "out"
+
+
+@dataclasses.dataclass(frozen=True)
+class GossipConfig:
+    algorithm: str = "dpsgd"
+    mixing: Literal["metropolis", "uniform"] = "metropolis"
+    lazy: bool = False
+    rule: str = "mean"
+    transform: str = "identity"
+
+    def __post_init__(self) -> None:
+        from gossipfl.algorithms import ALGORITHMS, MIXINGS
+        from gossipfl.outgoing import TRANSFORMS
+        from gossipfl.rules import RULES
+
+        for key, value, options in (
+            ("algorithm", self.algorithm, tuple(ALGORITHMS)),
+            ("mixing", self.mixing, MIXINGS),
+            ("rule", self.rule, tuple(RULES)),
+            ("transform", self.transform, tuple(TRANSFORMS)),
+        ):
+            if value not in options:
+                raise ConfigError(f"gossip.{key}: must be one of {', '.join(options)}, got {value!r}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -161,6 +209,7 @@ class PeerConfig:
     data: DataConfig = DataConfig()
     train: TrainConfig = TrainConfig()
     network: NetworkConfig = NetworkConfig()
+    gossip: GossipConfig = GossipConfig()
     tls: TLSConfig | None = None
     output_dir: Path | None = None
     source: Path | None = None  # the file this was read from, for messages
@@ -168,6 +217,13 @@ class PeerConfig:
     @property
     def listen(self) -> str:
         return f"{self.host}:{self.port}"
+
+    def __post_init__(self) -> None:
+        # The algorithm decides the mode's only valid pairing: async is pairwise gossip.
+        if self.train.mode == "async" and self.gossip.algorithm != "gossip":
+            if self.gossip.algorithm != "dpsgd":  # dpsgd is the default, read as "not chosen"
+                raise ConfigError(f"gossip.algorithm {self.gossip.algorithm!r} needs train.mode = sync")
+            object.__setattr__(self, "gossip", dataclasses.replace(self.gossip, algorithm="gossip"))
 
     def with_changes(self, **changes: Any) -> PeerConfig:
         return dataclasses.replace(self, **changes)
@@ -280,6 +336,24 @@ def _read_network(t: _Table) -> NetworkConfig:
     return config
 
 
+def _read_gossip(t: _Table) -> GossipConfig:
+    from gossipfl.algorithms import ALGORITHMS, MIXINGS
+    from gossipfl.outgoing import TRANSFORMS
+    from gossipfl.rules import RULES
+
+    d = GossipConfig()
+    mixing = t.choice("mixing", MIXINGS, d.mixing)
+    config = GossipConfig(
+        algorithm=t.choice("algorithm", tuple(ALGORITHMS), d.algorithm),
+        mixing="uniform" if mixing == "uniform" else "metropolis",
+        lazy=t.get("lazy", bool, d.lazy),
+        rule=t.choice("rule", tuple(RULES), d.rule),
+        transform=t.choice("transform", tuple(TRANSFORMS), d.transform),
+    )
+    t.finish()
+    return config
+
+
 def _read_tls(t: _Table, base: Path) -> TLSConfig | None:
     if not t.data:
         return None
@@ -303,6 +377,7 @@ def _read_neighbors(root: _Table, self_id: str) -> tuple[NeighborConfig, ...]:
         except ValueError as exc:
             raise t.error("id", str(exc)) from exc
         url = t.get("url", str)
+        direction = t.choice("direction", DIRECTIONS, "both")
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname or parts.port is None:
             raise t.error("url", f"expected http(s)://HOST:PORT, got {url!r}")
@@ -311,7 +386,7 @@ def _read_neighbors(root: _Table, self_id: str) -> tuple[NeighborConfig, ...]:
         if any(n.id == nid for n in neighbors):
             raise t.error("id", f"neighbour {nid!r} listed twice")
         t.finish()
-        neighbors.append(NeighborConfig(nid, url.rstrip("/")))
+        neighbors.append(NeighborConfig(nid, url.rstrip("/"), cast(Direction, direction)))
     return tuple(neighbors)
 
 
@@ -343,6 +418,7 @@ def load_peer_config(path: str | Path) -> PeerConfig:
         data=_read_data(_sub(root, "data")),
         train=_read_train(_sub(root, "train")),
         network=_read_network(_sub(root, "network")),
+        gossip=_read_gossip(_sub(root, "gossip")),
         tls=_read_tls(_sub(root, "tls"), path.parent),
         output_dir=(path.parent / output) if output else None,
         source=path,
@@ -365,10 +441,14 @@ def peer_config_toml(config: PeerConfig, base: Path) -> str:
     doc: dict[str, Any] = {"id": config.id, "listen": config.listen}
     if config.output_dir is not None:
         doc["output_dir"] = _relative(config.output_dir, base)
-    doc["neighbors"] = [{"id": n.id, "url": n.url} for n in config.neighbors]
+    doc["neighbors"] = [
+        {"id": n.id, "url": n.url, **({} if n.direction == "both" else {"direction": n.direction})}
+        for n in config.neighbors
+    ]
     doc["data"] = dataclasses.asdict(config.data)
     doc["train"] = {**dataclasses.asdict(config.train), "hidden": list(config.train.hidden)}
     doc["network"] = dataclasses.asdict(config.network)
+    doc["gossip"] = dataclasses.asdict(config.gossip)
     if config.tls is not None:
         doc["tls"] = {k: _relative(v, base) for k, v in dataclasses.asdict(config.tls).items()}
     return tomli_w.dumps(doc)

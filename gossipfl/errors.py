@@ -8,6 +8,7 @@
     │   ├── PayloadTooLarge                        over the size cap (HTTP 413)
     │   └── ModelMismatch                          wrong names, shapes, dtypes, non-finite (422)
     ├── Forbidden                                  sender unauthenticated (401) or not a neighbour (403)
+    ├── RoundMismatch                              a valid message for a round not usable now (409)
     ├── NeighbourError         (also ConnectionError)  a neighbour could not be reached
     │   └── NeighbourTimeout   (also TimeoutError)     ... or did not answer in time
     └── Refused                                    a neighbour answered with an HTTP error
@@ -27,6 +28,7 @@ __all__ = [
     "NeighbourTimeout",
     "PayloadTooLarge",
     "Refused",
+    "RoundMismatch",
     "WireError",
 ]
 
@@ -63,6 +65,17 @@ class Forbidden(GossipError):
     def __init__(self, detail: str, status: int = 403) -> None:
         super().__init__(detail)
         self.status = status
+
+
+class RoundMismatch(GossipError):
+    """A valid message this peer cannot use now: its round is too far ahead (``reason``
+    ``too_early``: the sender retries) or already over (``stale``). HTTP 409."""
+
+    status = 409
+
+    def __init__(self, detail: str, *, early: bool) -> None:
+        super().__init__(detail)
+        self.reason = "too_early" if early else "stale"
 
 
 class NeighbourError(GossipError, ConnectionError):

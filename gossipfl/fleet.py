@@ -21,8 +21,18 @@ import networkx as nx
 import torch
 from torch import nn
 
-from gossipfl.config import DataConfig, NeighborConfig, NetworkConfig, PeerConfig, TLSConfig, TrainConfig
-from gossipfl.peer import Peer
+from gossipfl.config import (
+    DataConfig,
+    Direction,
+    GossipConfig,
+    NeighborConfig,
+    NetworkConfig,
+    PeerConfig,
+    TLSConfig,
+    TrainConfig,
+)
+from gossipfl.node.peer import Peer
+from gossipfl.schedule import Schedule
 from gossipfl.stacked import StackedModels
 from gossipfl.trainer import Trainer
 
@@ -40,12 +50,30 @@ def bind_loopback(count: int, host: str = "127.0.0.1") -> list[socket.socket]:
     return sockets
 
 
+DEFAULT_GOSSIP = GossipConfig()
+_Mass = tuple[torch.Tensor, float] | None  # a push-sum peer's numerator row and mass
+
+
+def _links(graph: nx.Graph, node: str) -> tuple[NeighborConfig, ...]:
+    """``node``'s neighbours; on a digraph, out-edges are sent along and in-edges heard from."""
+    if not graph.is_directed():
+        return tuple(NeighborConfig(str(n), "http://unset:1") for n in graph.neighbors(node))
+    out, into = set(graph.successors(node)), set(graph.predecessors(node))
+    ordered = list(graph.successors(node)) + [n for n in graph.predecessors(node) if n not in out]
+    direction: dict[bool, Direction] = {True: "out", False: "in"}
+    return tuple(
+        NeighborConfig(str(n), "http://unset:1", "both" if n in out and n in into else direction[n in out])
+        for n in ordered
+    )
+
+
 def loopback_configs(
     graph: nx.Graph,
     *,
     data: Callable[[int, int], DataConfig],
     train: TrainConfig,
     network: NetworkConfig,
+    gossip: GossipConfig = DEFAULT_GOSSIP,
     tls: Callable[[str], TLSConfig | None] = lambda _: None,
     output: Callable[[str], Path | None] = lambda _: None,
 ) -> list[PeerConfig]:
@@ -56,10 +84,11 @@ def loopback_configs(
             id=v,
             host="127.0.0.1",
             port=0,
-            neighbors=tuple(NeighborConfig(str(n), "http://unset:1") for n in graph.neighbors(v)),
+            neighbors=_links(graph, v),
             data=data(i, len(nodes)),
             train=train,
             network=network,
+            gossip=gossip,
             tls=tls(v),
             output_dir=output(v),
         )
@@ -76,7 +105,8 @@ def wire_loopback(configs: Sequence[PeerConfig], sockets: Sequence[socket.socket
             c,
             port=ports[c.id],
             neighbors=tuple(
-                NeighborConfig(n.id, f"{scheme[n.id]}://127.0.0.1:{ports[n.id]}") for n in c.neighbors
+                NeighborConfig(n.id, f"{scheme[n.id]}://127.0.0.1:{ports[n.id]}", n.direction)
+                for n in c.neighbors
             ),
         )
         for c in configs
@@ -90,6 +120,7 @@ class Snapshot:
     bytes_sent: int
     elapsed_s: float
     train_loss: float | None = None
+    average: torch.Tensor | None = None  # the peers' true average (push-sum: sum x / sum w)
 
 
 class Fleet:
@@ -102,13 +133,26 @@ class Fleet:
         self.snapshots: list[Snapshot] = []
         self._names = list(peers[0].weights)
         self._index = {p.id: i for i, p in enumerate(peers)}
-        self._pending: dict[int, dict[int, tuple[torch.Tensor, float]]] = {}
+        self._pending: dict[int, dict[int, tuple[torch.Tensor, float, _Mass, int]]] = {}
         self._start = time.perf_counter()
         for peer in peers:
-            peer._on_round = self._round_done
+            peer.on_round = self._round_done
 
     def _row(self, peer: Peer) -> torch.Tensor:
         return torch.cat([peer.weights[n].reshape(-1) for n in self._names])
+
+    def _mass_row(self, peer: Peer) -> tuple[torch.Tensor, float] | None:
+        numerator = peer.state.numerator
+        if numerator is None:
+            return None
+        return torch.cat([numerator[n].reshape(-1) for n in self._names]).double(), peer.state.mass
+
+    @staticmethod
+    def _average(masses: list[tuple[torch.Tensor, float] | None]) -> torch.Tensor | None:
+        if any(m is None for m in masses):
+            return None
+        pairs = [m for m in masses if m is not None]
+        return (sum(x for x, _ in pairs) / sum(w for _, w in pairs)).float()  # type: ignore[union-attr]
 
     def _round_done(self, peer: Peer, round_: int) -> None:
         self.on_round()
@@ -117,24 +161,34 @@ class Fleet:
         # Each peer is captured at the end of its own round r (faster peers may already be
         # training r+1 when the last one finishes r); the snapshot is complete once all are.
         rows = self._pending.setdefault(round_, {})
-        rows[self._index[peer.id]] = (self._row(peer), peer.last_loss)
+        # Bytes as of this peer's round r: a faster peer may already be sending round r+1.
+        rows[self._index[peer.id]] = (
+            self._row(peer),
+            peer.last_loss,
+            self._mass_row(peer),
+            peer.metrics.bytes_out,
+        )
         if len(rows) == len(self.peers):
             del self._pending[round_]
             ordered = [rows[i] for i in range(len(self.peers))]
-            losses = [loss for _, loss in ordered if loss == loss]  # NaN-free
+            losses = [loss for _, loss, _, _ in ordered if loss == loss]  # NaN-free
             self.snapshots.append(
                 Snapshot(
                     round_,
-                    torch.stack([flat for flat, _ in ordered]),
-                    sum(p.metrics.bytes_out for p in self.peers),
+                    torch.stack([flat for flat, _, _, _ in ordered]),
+                    sum(sent for *_, sent in ordered),
                     time.perf_counter() - self._start,
                     sum(losses) / len(losses) if losses else None,
+                    self._average([m for _, _, m, _ in ordered]),
                 )
             )
 
     async def run(self) -> None:
         self._start = time.perf_counter()
-        self.snapshots.append(Snapshot(0, torch.stack([self._row(p) for p in self.peers]), 0, 0.0))
+        first = torch.stack([self._row(p) for p in self.peers])
+        self.snapshots.append(
+            Snapshot(0, first, 0, 0.0, average=self._average([self._mass_row(p) for p in self.peers]))
+        )
         async with contextlib.AsyncExitStack() as stack:
             for peer in self.peers:
                 await peer.start(gossip=False)
@@ -161,7 +215,9 @@ class Fleet:
                 "topology": topology,
                 "peers": len(self.peers),
                 "round": snap.round,
-                **stacked.evaluate(snap.flat.mean(dim=0), x_test, y_test),
+                **stacked.evaluate(
+                    snap.flat.mean(dim=0) if snap.average is None else snap.average, x_test, y_test
+                ),
                 "train_loss": snap.train_loss,
                 "bytes_sent": snap.bytes_sent,
                 "elapsed_s": round(snap.elapsed_s, 4),
@@ -174,8 +230,9 @@ def make_peers(
     *,
     insecure: bool,
     sockets: Sequence[socket.socket] | None = None,
+    schedule: Schedule | None = None,
 ) -> list[Peer]:
     return [
-        Peer(c, t, insecure=insecure, sock=None if sockets is None else sockets[i])
+        Peer(c, t, insecure=insecure, sock=None if sockets is None else sockets[i], schedule=schedule)
         for i, (c, t) in enumerate(zip(configs, trainers, strict=True))
     ]

@@ -47,12 +47,17 @@ class NeighbourTable:
     def __len__(self) -> int:
         return len(self.states)
 
+    def hears_from(self, peer: str) -> bool:
+        """Whether ``peer`` may send this peer its model (a neighbour, not an out-only link)."""
+        state = self.states.get(peer)
+        return state is not None and state.config.hears_from
+
     def reachable(self, now: float | None = None) -> list[NeighborConfig]:
         now = time.monotonic() if now is None else now
         return [s.config for s in self.states.values() if s.retry_at <= now]
 
     def pick(self, rng: random.Random) -> NeighborConfig | None:
-        options = self.reachable()
+        options = [n for n in self.reachable() if n.sends_to]
         return rng.choice(options) if options else None
 
     def heard_from(self, peer: str, round_: int) -> None:

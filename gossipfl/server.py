@@ -10,14 +10,16 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from gossipfl.errors import Forbidden, PayloadTooLarge, WireError
+from gossipfl.errors import Forbidden, PayloadTooLarge, RoundMismatch, WireError
 from gossipfl.rundir import clean
 from gossipfl.tls import peer_identity
 
 if TYPE_CHECKING:
-    from gossipfl.peer import Peer
+    import socket
 
-__all__ = ["make_app"]
+    from gossipfl.node.peer import Peer
+
+__all__ = ["HttpListener", "make_app"]
 
 PEER: web.AppKey[Peer] = web.AppKey("peer")
 _REASONS = {
@@ -30,8 +32,8 @@ _REASONS = {
 }
 
 
-def _reject(request: web.Request, status: int, detail: str) -> web.Response:
-    reason = _REASONS.get(status, "error")
+def _reject(request: web.Request, status: int, detail: str, reason: str | None = None) -> web.Response:
+    reason = reason or _REASONS.get(status, "error")
     request.app[PEER].metrics.rejected[reason] += 1
     return web.json_response({"error": reason, "detail": detail}, status=status)
 
@@ -80,6 +82,8 @@ async def gossip(request: web.Request) -> web.Response:
         answer = await peer.receive(_identity(request), body, request.query.get("reply") == "1")
     except PayloadTooLarge as exc:
         return _reject(request, 413, str(exc))
+    except RoundMismatch as exc:
+        return _reject(request, exc.status, str(exc), exc.reason)
     except (WireError, Forbidden) as exc:
         return _reject(request, exc.status, str(exc))
     if answer is None:
@@ -92,7 +96,7 @@ async def model(request: web.Request) -> web.Response:
     if refusal is not None:
         return refusal
     peer = request.app[PEER]
-    return web.Response(body=peer.encode_weights(peer.round), content_type="application/octet-stream")
+    return web.Response(body=peer.encode(peer.round), content_type="application/octet-stream")
 
 
 async def metrics(request: web.Request) -> web.Response:
@@ -110,3 +114,33 @@ def make_app(peer: Peer) -> web.Application:
     app.router.add_get("/model", model)
     app.router.add_get("/metrics", metrics)
     return app
+
+
+class HttpListener:
+    """The peer's API over HTTP(S) on its configured address, or on a socket handed in."""
+
+    def __init__(self, sock: socket.socket | None = None) -> None:
+        self.sock = sock
+        self._runner: web.AppRunner | None = None
+
+    async def start(self, peer: Peer) -> int:
+        from gossipfl.tls import server_context
+
+        ssl_context = server_context(peer.tls) if peer.tls else None
+        self._runner = web.AppRunner(make_app(peer), access_log=None, handle_signals=False)
+        await self._runner.setup()
+        site: web.BaseSite
+        if self.sock is not None:
+            site = web.SockSite(self._runner, self.sock, ssl_context=ssl_context)
+        else:
+            site = web.TCPSite(self._runner, peer.config.host, peer.config.port, ssl_context=ssl_context)
+        await site.start()
+        for address in self._runner.addresses:  # the bound port, also when 0 was asked for
+            if isinstance(address, tuple):
+                return int(address[1])
+        return peer.config.port
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None

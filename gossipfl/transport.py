@@ -1,7 +1,10 @@
-"""How a peer reaches its neighbours: one small interface, two implementations.
+"""How peers reach each other: a client interface (``Transport``) and a server interface
+(``Listener``), each with an HTTP implementation and an in-memory twin.
 
 ``HttpTransport`` speaks to real peers over HTTP(S) with aiohttp; ``MemoryTransport`` hands
-bytes straight to peers in the same process, for unit tests of the gossip logic. Library
+bytes straight to peers in the same process, for unit tests of the gossip logic;
+``MemoryListener`` is the matching server half, so the whole protocol runs without sockets.
+The HTTP listener is ``gossipfl.server.HttpListener``. Library
 errors are translated here, once, into gossipfl's own (``NeighbourError``,
 ``NeighbourTimeout``, ``Refused``); nothing above this module imports aiohttp to handle a
 failure.
@@ -13,14 +16,17 @@ import asyncio
 import json
 import ssl
 from collections.abc import Awaitable, Callable
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import aiohttp
 
 from gossipfl.config import NeighborConfig
 from gossipfl.errors import GossipError, NeighbourError, NeighbourTimeout, Refused
 
-__all__ = ["HttpTransport", "MemoryTransport", "Transport"]
+if TYPE_CHECKING:
+    from gossipfl.node.peer import Peer
+
+__all__ = ["HttpTransport", "Listener", "MemoryListener", "MemoryTransport", "Transport"]
 
 
 class Transport(Protocol):
@@ -31,6 +37,14 @@ class Transport(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+
+class Listener(Protocol):
+    async def start(self, peer: Peer) -> int:
+        """Serve ``peer``'s API; returns the port it listens on (0 without sockets)."""
+        ...
+
+    async def stop(self) -> None: ...
 
 
 class HttpTransport:
@@ -119,7 +133,25 @@ class MemoryTransport:
             raise NeighbourTimeout(neighbour.id, f"no answer within {limit_s:.1f}s") from exc
         except GossipError as exc:
             status = getattr(exc, "status", 500)
-            raise Refused(neighbour.id, status, str(exc)) from exc
+            reason = getattr(exc, "reason", None)
+            raise Refused(neighbour.id, status, f"{reason}: {exc}" if reason else str(exc)) from exc
 
     async def close(self) -> None:
         return None
+
+
+class MemoryListener:
+    """Serves a peer's /gossip to ``MemoryTransport`` senders sharing ``registry``."""
+
+    def __init__(self, registry: dict[str, Handler]) -> None:
+        self.registry = registry
+        self._id: str | None = None
+
+    async def start(self, peer: Peer) -> int:
+        self._id = peer.id
+        self.registry[peer.id] = peer.receive
+        return 0
+
+    async def stop(self) -> None:
+        if self._id is not None:
+            self.registry.pop(self._id, None)

@@ -29,7 +29,7 @@ import torch
 
 from gossipfl.errors import ModelMismatch, PayloadTooLarge, WireError
 
-__all__ = ["FORMAT_VERSION", "Message", "check_tensors", "decode", "encode"]
+__all__ = ["FORMAT_VERSION", "Message", "MessageSize", "check_tensors", "decode", "encode"]
 
 FORMAT_VERSION = "1"
 # A header larger than this is hostile or broken: ours are a few hundred bytes a tensor.
@@ -46,6 +46,24 @@ class Message:
     weight: float | None = None
 
 
+def _metadata(
+    sender: str, round_: int, num_samples: int, degree: int | None, weight: float | None
+) -> dict[str, str]:
+    metadata = {
+        "format_version": FORMAT_VERSION,
+        "sender": sender,
+        "round": str(round_),
+        "num_samples": str(num_samples),
+    }
+    if degree is not None:
+        metadata["degree"] = str(degree)
+    if weight is not None:
+        # 17 significant digits round-trip any double, and a fixed width keeps every
+        # message of a run the same size (the simulator counts bytes exactly).
+        metadata["weight"] = f"{float(weight):.17e}"
+    return metadata
+
+
 def encode(
     tensors: Mapping[str, torch.Tensor],
     *,
@@ -56,17 +74,31 @@ def encode(
     weight: float | None = None,
 ) -> bytearray:
     """Serialize ``tensors`` (CPU copies are made as needed) with our metadata."""
-    metadata = {
-        "format_version": FORMAT_VERSION,
-        "sender": sender,
-        "round": str(round_),
-        "num_samples": str(num_samples),
-    }
-    if degree is not None:
-        metadata["degree"] = str(degree)
-    if weight is not None:
-        metadata["weight"] = repr(float(weight))
-    return _safetensors_bytes(tensors, metadata)
+    return _safetensors_bytes(tensors, _metadata(sender, round_, num_samples, degree, weight))
+
+
+class MessageSize:
+    """The exact byte length ``encode`` produces for tensors shaped like ``template``, without
+    encoding: the simulator counts the bytes real peers would send from this."""
+
+    def __init__(self, template: Mapping[str, torch.Tensor]) -> None:
+        header, self.data_bytes = _tensor_header(
+            {k: v.detach() for k, v in sorted(template.items())}
+        )
+        self._tensors_json = len(_json(header)) - 2  # the entries without the braces
+
+    def __call__(
+        self,
+        *,
+        sender: str,
+        round_: int,
+        num_samples: int,
+        degree: int | None = None,
+        weight: float | None = None,
+    ) -> int:
+        metadata = _json({"__metadata__": _metadata(sender, round_, num_samples, degree, weight)})
+        text = len(metadata) + (1 + self._tensors_json if self._tensors_json else 0)
+        return 8 + text + (-text % 8) + self.data_bytes
 
 
 _DTYPES = {
@@ -86,14 +118,15 @@ _DTYPES = {
 _FROM_CODE = {code: dtype for dtype, code in _DTYPES.items()}
 
 
-def _safetensors_bytes(tensors: Mapping[str, torch.Tensor], metadata: dict[str, str]) -> bytearray:
-    """The safetensors layout written straight into one buffer: one copy of each tensor,
-    where the library's ``save`` makes several (a tenth of a push-pull's time at 10M
-    parameters). The tests check that the safetensors library reads what this writes."""
-    cpu = {k: v.detach().to("cpu").contiguous() for k, v in sorted(tensors.items())}
-    header: dict[str, object] = {"__metadata__": metadata}
+def _json(value: object) -> bytes:
+    return json.dumps(value, separators=(",", ":")).encode()
+
+
+def _tensor_header(tensors: Mapping[str, torch.Tensor]) -> tuple[dict[str, object], int]:
+    """The header entries of ``tensors`` (in the given order) and the data section's size."""
+    header: dict[str, object] = {}
     offset = 0
-    for name, t in cpu.items():
+    for name, t in tensors.items():
         if t.dtype not in _DTYPES:
             raise WireError(f"cannot send tensor {name!r} of dtype {t.dtype}")
         size = t.numel() * t.element_size()
@@ -103,7 +136,16 @@ def _safetensors_bytes(tensors: Mapping[str, torch.Tensor], metadata: dict[str, 
             "data_offsets": [offset, offset + size],
         }
         offset += size
-    text = json.dumps(header, separators=(",", ":")).encode()
+    return header, offset
+
+
+def _safetensors_bytes(tensors: Mapping[str, torch.Tensor], metadata: dict[str, str]) -> bytearray:
+    """The safetensors layout written straight into one buffer: one copy of each tensor,
+    where the library's ``save`` makes several (a tenth of a push-pull's time at 10M
+    parameters). The tests check that the safetensors library reads what this writes."""
+    cpu = {k: v.detach().to("cpu").contiguous() for k, v in sorted(tensors.items())}
+    entries, offset = _tensor_header(cpu)
+    text = _json({"__metadata__": metadata, **entries})
     text += b" " * (-len(text) % 8)  # the format pads the header to 8-byte alignment
     buffer = bytearray(8 + len(text) + offset)
     buffer[:8] = struct.pack("<Q", len(text))

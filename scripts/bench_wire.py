@@ -30,7 +30,7 @@ import torch
 
 from gossipfl.config import NeighborConfig, NetworkConfig, PeerConfig, TrainConfig
 from gossipfl.fleet import bind_loopback, wire_loopback
-from gossipfl.peer import Peer
+from gossipfl.node.peer import Peer
 
 
 class StaticTrainer:
@@ -165,7 +165,7 @@ def bench_ring32(repeats: int) -> dict[str, float]:
         sys.path.insert(0, sys.argv[1])
         from scripts.bench_wire import StaticTrainer, _configs
         from gossipfl.fleet import Fleet, bind_loopback, wire_loopback
-        from gossipfl.peer import Peer
+        from gossipfl.node.peer import Peer
         ids = [f"p{i}" for i in range(32)]
         neighbours = {f"p{i}": [f"p{(i - 1) % 32}", f"p{(i + 1) % 32}"] for i in range(32)}
         rounds = 5

@@ -9,7 +9,11 @@ from typing import Any
 import networkx as nx
 import scipy.sparse as sp
 
+from gossipfl.algorithms import ALGORITHMS as _ALGORITHMS
+from gossipfl.algorithms import Mixing
 from gossipfl.config import MODELS, PARTITIONS, TrainConfig, check_dataset
+from gossipfl.outgoing import TRANSFORMS
+from gossipfl.rules import RULES
 from topologies.mixing import mixing_matrix
 from topologies.spec import TopologySpec
 
@@ -20,7 +24,7 @@ __all__ = [
     "SimConfig",
 ]
 
-ALGORITHMS = ("dpsgd", "pushsum", "gossip")
+ALGORITHMS = tuple(_ALGORITHMS)
 BASELINES = ("fedavg", "central")
 ENGINES = ("vectorized", "network")
 
@@ -49,6 +53,8 @@ class SimConfig:
     init: str = "shared"
     mixing: str = "auto"
     lazy: bool = False
+    rule: str = "mean"
+    transform: str = "identity"
     dropout_prob: float = 0.0
     client_fraction: float = 1.0
     eval_every: int = 10
@@ -67,6 +73,8 @@ class SimConfig:
         _one_of("engine", (self.engine,), ENGINES)
         _one_of("init", (self.init,), ("shared", "independent"))
         _one_of("mixing", (self.mixing,), ("auto", "metropolis", "uniform"))
+        _one_of("combine rule", (self.rule,), tuple(RULES))
+        _one_of("outgoing transform", (self.transform,), tuple(TRANSFORMS))
         if not self.algorithms and not self.baselines:
             raise ValueError("nothing to run: give --algorithm and/or --baseline")
         if self.algorithms and not self.topologies:
@@ -79,8 +87,15 @@ class SimConfig:
             raise ValueError(f"--client-fraction must be in (0, 1], got {self.client_fraction}")
         if self.eval_every < 1:
             raise ValueError(f"--eval-every must be positive, got {self.eval_every}")
-        if self.engine == "network" and (set(self.algorithms) - {"dpsgd"} or self.baselines):
-            raise ValueError("the network engine runs dpsgd only; run baselines with the vectorized one")
+        if self.engine == "network" and self.baselines:
+            raise ValueError("the network engine runs peers, not baselines: use the vectorized one")
+        if self.engine == "network" and self.device != "cpu":
+            raise ValueError("the network engine runs real peers on the CPU; drop --device")
+
+    @property
+    def mixing_rule(self) -> Mixing:
+        """The weights dpsgd mixes with (``auto`` is Metropolis–Hastings)."""
+        return "uniform" if self.mixing == "uniform" else "metropolis"
 
     def mixing_for(self, graph: nx.Graph, *, push_sum: bool) -> sp.csr_matrix:
         """The matrix the engines mix ``graph`` with: column-stochastic push-sum weights (an
@@ -88,8 +103,7 @@ class SimConfig:
         if push_sum:
             directed = graph if graph.is_directed() else graph.to_directed()
             return mixing_matrix(directed, "push-sum", make_lazy=self.lazy)
-        rule = "metropolis" if self.mixing == "auto" else self.mixing
-        return mixing_matrix(graph, rule, make_lazy=self.lazy)  # type: ignore[arg-type]
+        return mixing_matrix(graph, self.mixing_rule, make_lazy=self.lazy)
 
     def to_json(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from gossipfl import __version__
+from gossipfl.algorithms import get_algorithm
 from gossipfl.datasets import load_dataset
 from gossipfl.partition import partition
 from gossipfl.rundir import MetricsWriter, write_config
@@ -121,6 +122,12 @@ def run_simulation(config: SimConfig, progress: bool = True) -> Iterator[Row]:
     splits = _Splits(config, data.y_train)
     graphs = [build(spec) for spec in config.topologies]
     runs = _plan(config, graphs)
+    for algorithm, topology, graph, _, _ in runs:  # refuse a bad pair before anything runs
+        if graph is not None:
+            try:
+                get_algorithm(algorithm).check_graph(graph, config.mixing_rule)
+            except ValueError as exc:
+                raise ValueError(f"{algorithm} on {topology}: {exc}") from exc
     num_params = sum(p.numel() for p in task.new_model().parameters())
     if max(peers for *_, peers, _ in runs) * num_params <= _RETAIN_LIMIT:
         _reuse_freed_memory()
@@ -180,7 +187,9 @@ def _run_one(
         from sim.network import run_network
 
         assert graph is not None
-        return run_network(config, task, topology, graph, parts, on_round=lambda: tick(1 / len(parts)))
+        return run_network(
+            config, task, algorithm, topology, graph, parts, on_round=lambda: tick(1 / len(parts))
+        )
     from sim.vectorized import run_vectorized
 
     return run_vectorized(config, task, algorithm, topology, graph, parts, on_round=lambda: tick(1))

@@ -1,8 +1,14 @@
-"""The vectorized engine: every algorithm as (batched local SGD) + (one tensor-level exchange).
+"""The vectorized engine: every peer's model a row of one tensor, every round one batched
+local-SGD call and one exchange.
 
-Each algorithm differs only in its exchange, a small class with ``before_train`` and
-``exchange``; the round loop, sampling, evaluation and accounting are shared, so the
-algorithms are compared on exactly the same data stream.
+A decentralized algorithm is ``gossipfl.algorithms`` (who sends to whom, with which weights)
+plus a combine rule (``gossipfl.rules``) and an outgoing transform (``gossipfl.outgoing``),
+the same objects a real peer uses. Each round the engine turns the algorithm's links into the
+round's weight matrix ``W_r`` (dropped peers and unmatched pairs removed, their weight left
+with the peer), then mixes: a linear rule as one sparse product ``W_r @ X``, any other rule
+through the generic path, which hands each peer its received models and weights exactly as a
+real peer sees them. The round loop, sampling, evaluation and byte accounting are shared by
+all algorithms and the baselines, so they are compared on the same data stream.
 """
 
 from __future__ import annotations
@@ -16,26 +22,23 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from gossipfl.averaging import weighted_sum
+from gossipfl.algorithms import Algorithm, get_algorithm
+from gossipfl.outgoing import OutgoingTransform, make_transform
+from gossipfl.rules import CombineRule, WeightedMean, make_rule
+from gossipfl.schedule import dropped, matching
 from gossipfl.stacked import PeerData, StackedModels
+from gossipfl.wire import MessageSize
 from sim.config import SimConfig
 from sim.task import Task
 
-__all__ = ["run_vectorized"]
+__all__ = ["GossipExchange", "run_vectorized"]
 
 Row = dict[str, Any]
 
-
-def _torch_sparse(matrix: Any, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    coo = matrix.tocoo()
-    rows = torch.from_numpy(coo.row.astype(np.int64)).to(device)
-    cols = torch.from_numpy(coo.col.astype(np.int64)).to(device)
-    vals = torch.from_numpy(coo.data.astype(np.float32)).to(device)
-    return rows, cols, vals
-
-
 # Stacks above this many floats are mixed in place, a block of columns at a time.
 _IN_PLACE_FLOATS = 1 << 26
+# The generic path gathers at most this many received floats at once.
+_GATHER_FLOATS = 1 << 24
 
 
 def _mix_columns(matrix: sp.csr_matrix, x: torch.Tensor) -> torch.Tensor:
@@ -51,174 +54,232 @@ def _mix_columns(matrix: sp.csr_matrix, x: torch.Tensor) -> torch.Tensor:
     return x
 
 
-class _MatrixExchange:
-    """``X <- W X`` for D-PSGD (row-stochastic W) and push-sum (column-stochastic P).
+class _Round:
+    """One round's mixing: the links that carry a message, their weights, each peer's own."""
 
-    A dropped peer neither sends nor receives: its links' weight goes back to the diagonal,
-    per row for D-PSGD and per column (the sender's share) for push-sum, which keeps W
-    doubly stochastic and P column-stochastic.
+    def __init__(self, src: torch.Tensor, dst: torch.Tensor, weight: torch.Tensor, own: torch.Tensor) -> None:
+        self.src, self.dst, self.weight, self.own = src, dst, weight, own
+        self._product: Callable[[torch.Tensor], torch.Tensor] | None = None
+
+    def product(self, x: torch.Tensor) -> torch.Tensor:
+        """``W_r @ x`` with W_r's diagonal the peers' own weights."""
+        if self._product is None:
+            n = len(self.own)
+            rows = torch.cat([self.dst, torch.arange(n, device=self.own.device)])
+            cols = torch.cat([self.src, torch.arange(n, device=self.own.device)])
+            vals = torch.cat([self.weight, self.own]).float()
+            if vals.device.type == "cpu":
+                # scipy's CSR product is over twice as fast as torch's sparse kernels on CPU.
+                matrix = sp.csr_matrix((vals.numpy(), (rows.numpy(), cols.numpy())), shape=(n, n))
+                self._product = lambda y: _mix_columns(matrix, y)
+            else:
+                coo = torch.sparse_coo_tensor(torch.stack([rows, cols]), vals, (n, n)).coalesce()
+                self._product = lambda y: coo @ y
+        return self._product(x)
+
+    def gathered(self, sent: torch.Tensor, start: int, stop: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """What peers ``start..stop-1`` received, padded to (n, K, P), and the weights (n, K)."""
+        keep = (self.dst >= start) & (self.dst < stop)
+        dst, src, weight = self.dst[keep] - start, self.src[keep], self.weight[keep]
+        order = torch.argsort(dst, stable=True)
+        dst, src, weight = dst[order], src[order], weight[order]
+        count = torch.bincount(dst, minlength=stop - start)
+        width = int(count.max()) if len(count) else 0
+        first = torch.cumsum(count, 0) - count
+        slot = torch.arange(len(dst), device=dst.device) - first[dst]
+        received = sent.new_zeros(stop - start, width, sent.shape[1])
+        weights = torch.zeros(stop - start, width, dtype=torch.float64, device=sent.device)
+        received[dst, slot] = sent[src]
+        weights[dst, slot] = weight
+        return received, weights
+
+    def combine(
+        self, rule: CombineRule, own: torch.Tensor, sent: torch.Tensor, generic: bool
+    ) -> torch.Tensor:
+        """Every peer's new state under ``rule`` (``sent`` is what each peer sent)."""
+        if rule.linear and not generic:
+            if sent is own:
+                return self.product(own)
+            mixed = self.product(sent) - sent * self.own[:, None].to(sent.dtype)
+            return mixed.add_(own * self.own[:, None].to(own.dtype))
+        width = int(torch.bincount(self.dst, minlength=len(self.own)).max()) if len(self.dst) else 0
+        block = max(1, _GATHER_FLOATS // max(1, width * own.shape[1]))
+        out = []
+        for start in range(0, len(self.own), block):
+            stop = min(start + block, len(self.own))
+            received, weights = self.gathered(sent, start, stop)
+            out.append(rule.combine(own[start:stop], received, weights, self.own[start:stop]))
+        return torch.cat(out)
+
+
+class GossipExchange:
+    """A decentralized algorithm's exchange for all peers of ``graph`` at once.
+
+    ``generic`` forces the generic path even for linear rules (tests compare both).
     """
 
-    def __init__(self, matrix: Any, device: torch.device, *, push_sum: bool) -> None:
-        self.rows, self.cols, self.vals = _torch_sparse(matrix, device)
-        self.n = matrix.shape[0]
-        self.push_sum = push_sum
-        self.diagonal = self.rows == self.cols
-        self.full = self._csr(self.vals)
-        self.messages = int((~self.diagonal).sum())
-        self.weights = torch.ones(self.n, 1, device=device) if push_sum else None
+    def __init__(
+        self,
+        algorithm: Algorithm,
+        graph: nx.Graph,
+        *,
+        rule: CombineRule,
+        transform: OutgoingTransform,
+        mixing: str = "metropolis",
+        lazy: bool = False,
+        seed: int = 0,
+        device: torch.device | None = None,
+        generic: bool = False,
+    ) -> None:
+        algorithm.check_graph(graph, mixing)  # type: ignore[arg-type]
+        device = device or torch.device("cpu")
+        self.algorithm, self.rule, self.transform = algorithm, rule, transform
+        self.seed, self.generic = seed, generic
+        self.nodes = [str(v) for v in graph.nodes]
+        index = {v: i for i, v in enumerate(graph.nodes)}
+        n = self.n = len(index)
+        if algorithm.directed:
+            directed = graph if graph.is_directed() else graph.to_directed()
+            pairs = np.array([(index[a], index[b]) for a, b in directed.edges if a != b], dtype=np.int64)
+            src, dst = pairs.reshape(-1, 2).T
+            self.degree = np.bincount(src, minlength=n)  # out-degree: a sender's share
+        else:
+            pairs = np.array([(index[a], index[b]) for a, b in graph.edges if a != b], dtype=np.int64)
+            u, v = pairs.reshape(-1, 2).T
+            src, dst = np.concatenate([u, v]), np.concatenate([v, u])
+            self.degree = np.bincount(src, minlength=n)
+            self.pair_u = torch.from_numpy(u.copy()).to(device)
+            self.pair_v = torch.from_numpy(v.copy()).to(device)
+        weight = algorithm.neighbour_weight(self.degree[dst], self.degree[src], mixing, lazy)  # type: ignore[arg-type]
+        self.src = torch.from_numpy(src.copy()).to(device)
+        self.dst = torch.from_numpy(dst.copy()).to(device)
+        self.weight = torch.from_numpy(weight).to(device)
+        self._full: _Round | None = None
         self.numerators: torch.Tensor | None = None
+        self.mass: torch.Tensor | None = None
         self.before: torch.Tensor | None = None
 
-    def _csr(self, vals: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
-        """``X -> W X`` for the matrix with these entries."""
-        if vals.device.type == "cpu":
-            # scipy's CSR product is single-threaded C++ and still over twice as fast as
-            # torch's sparse kernels on CPU; .numpy() shares memory, so nothing is copied.
-            matrix = sp.csr_matrix(
-                (vals.numpy(), (self.rows.numpy(), self.cols.numpy())), shape=(self.n, self.n)
-            )
-            return lambda x: _mix_columns(matrix, x)
-        index = torch.stack([self.rows, self.cols])
-        # COO rather than CSR: CSR tensors are still marked beta and warn on every build.
-        coo = torch.sparse_coo_tensor(index, vals, (self.n, self.n), check_invariants=False)
-        coalesced = coo.coalesce()
-        return lambda x: coalesced @ x
+    def round_for(self, round_: int, active: torch.Tensor | None) -> _Round:
+        """Round ``round_``'s links: both ends active and, for pairwise gossip, matched."""
+        if active is None and not self.algorithm.pairwise:
+            if self._full is None:
+                self._full = self._make(torch.ones_like(self.src, dtype=torch.bool))
+            return self._full
+        keep = torch.ones_like(self.src, dtype=torch.bool)
+        if active is not None:
+            keep &= active[self.src] & active[self.dst]
+        if self.algorithm.pairwise:
+            partner = matching(self.pair_u, self.pair_v, self.n, self.seed, round_, active)
+            keep &= partner[self.dst] == self.src
+        return self._make(keep)
 
-    def _matrix(self, active: torch.Tensor | None) -> tuple[Callable[[torch.Tensor], torch.Tensor], int]:
-        if active is None:
-            return self.full, self.messages
-        keep = self.diagonal | (active[self.rows] & active[self.cols])
-        owner = self.cols if self.push_sum else self.rows
-        lost = torch.zeros(self.n, device=self.vals.device).index_add_(
-            0, owner, torch.where(keep, 0.0, self.vals)
-        )
-        vals = torch.where(keep, self.vals, 0.0) + torch.where(self.diagonal, lost[owner], 0.0)
-        return self._csr(vals), int((keep & ~self.diagonal).sum())
+    def _make(self, keep: torch.Tensor) -> _Round:
+        src, dst, weight = self.src[keep], self.dst[keep], self.weight[keep]
+        owner = src if self.algorithm.sender_shares else dst
+        given = torch.zeros(self.n, dtype=weight.dtype, device=weight.device).index_add_(0, owner, weight)
+        return _Round(src, dst, weight, 1.0 - given)
 
-    def before_train(self, models: StackedModels, active: torch.Tensor) -> torch.Tensor:
-        if self.push_sum:
+    def before_train(self, models: StackedModels) -> None:
+        if self.algorithm.sender_shares:
             if self.numerators is None:
                 self.numerators = models.flat.clone()
+                self.mass = torch.ones(models.peers, 1, dtype=torch.float64, device=models.flat.device)
             self.before = models.flat.clone()
-        return active
 
-    def exchange(self, models: StackedModels, active: torch.Tensor | None) -> int:
-        mix, messages = self._matrix(active)
-        if not self.push_sum:
-            models.replace(mix(models.flat))
-            return messages
-        assert self.numerators is not None and self.before is not None and self.weights is not None
-        # Push-sum SGD: the local step moves the numerator x by what it moved z = x / w.
+    def exchange(self, models: StackedModels, round_: int, active: torch.Tensor | None) -> _Round:
+        """Mix every peer's model; returns the round's links (for byte accounting)."""
+        links = self.round_for(round_, active)
+        if not self.algorithm.sender_shares:
+            sent = self.transform.apply(models.flat, round_)
+            models.replace(links.combine(self.rule, models.flat, sent, self.generic))
+            return links
+        assert self.numerators is not None and self.mass is not None and self.before is not None
+        # Push-sum SGD: a local step moves the numerator by what it moved the model.
         self.numerators += models.flat - self.before
-        self.numerators = mix(self.numerators)
-        self.weights = mix(self.weights)
-        models.replace(self.numerators / self.weights)
-        return messages
+        sent = self.transform.apply(self.numerators, round_)
+        self.numerators = links.combine(self.rule, self.numerators, sent, self.generic)
+        self.mass = links.combine(self.rule, self.mass, self.mass, self.generic)
+        models.replace(self.numerators / self.mass)
+        return links
 
     def average(self, models: StackedModels) -> torch.Tensor:
-        if self.push_sum and self.numerators is not None:
-            assert self.weights is not None
-            return self.numerators.sum(dim=0) / self.weights.sum()
-        return models.flat.mean(dim=0)
-
-
-class _PairwiseExchange:
-    """Asynchronous gossip learning, one tick at a time: a random set of disjoint edges
-    (a matching) averages pairwise. Each edge is chosen when its random priority is the
-    smallest among all edges touching either endpoint, which makes the set disjoint."""
-
-    def __init__(self, graph: nx.Graph, device: torch.device, gen: torch.Generator) -> None:
-        index = {v: i for i, v in enumerate(graph.nodes)}
-        pairs = np.array([(index[a], index[b]) for a, b in graph.edges], dtype=np.int64).reshape(-1, 2)
-        self.u = torch.from_numpy(pairs[:, 0]).to(device)
-        self.v = torch.from_numpy(pairs[:, 1]).to(device)
-        self.n = len(index)
-        self.gen = gen
-
-    def before_train(self, models: StackedModels, active: torch.Tensor) -> torch.Tensor:
-        return active
-
-    def exchange(self, models: StackedModels, active: torch.Tensor | None) -> int:
-        priority = torch.rand(len(self.u), generator=self.gen, device=self.u.device)
-        if active is not None:
-            priority[~(active[self.u] & active[self.v])] = float("inf")
-        lowest = torch.full((self.n,), float("inf"), device=self.u.device)
-        lowest = lowest.scatter_reduce(0, self.u, priority, "amin")
-        lowest = lowest.scatter_reduce(0, self.v, priority, "amin")
-        chosen = (priority == lowest[self.u]) & (priority == lowest[self.v]) & priority.isfinite()
-        a, b = self.u[chosen], self.v[chosen]
-        mean = (models.flat[a] + models.flat[b]) * 0.5
-        models.flat[a] = mean
-        models.flat[b] = mean
-        return 2 * len(a)  # push-pull: one model each way
-
-    def average(self, models: StackedModels) -> torch.Tensor:
+        if self.numerators is not None and self.mass is not None:
+            return (self.numerators.sum(dim=0) / self.mass.sum()).to(models.flat.dtype)
         return models.flat.mean(dim=0)
 
 
 class _FedAvgExchange:
     """FedAvg: a server sends the global model to a sampled fraction of clients and
-    replaces it by their sample-weighted average after local training."""
+    replaces it by their sample-weighted average (the weighted-mean rule) after training."""
 
     def __init__(self, sizes: torch.Tensor, fraction: float, gen: torch.Generator) -> None:
-        self.sizes = sizes.float()
+        self.sizes = sizes.double()
         self.count = max(1, round(fraction * len(sizes)))
         self.gen = gen
         self.selected = torch.ones(len(sizes), dtype=torch.bool, device=sizes.device)
+        self.rule = WeightedMean()
 
-    def before_train(self, models: StackedModels, active: torch.Tensor) -> torch.Tensor:
+    def select(self) -> torch.Tensor:
         n = len(self.sizes)
         if self.count < n:
             pick = torch.randperm(n, generator=self.gen)[: self.count].to(self.sizes.device)
             self.selected = torch.zeros(n, dtype=torch.bool, device=self.sizes.device)
             self.selected[pick] = True
-        return active & self.selected
+        return self.selected
 
-    def exchange(self, models: StackedModels, active: torch.Tensor | None) -> int:
-        reporting = self.selected if active is None else self.selected & active
+    def exchange(self, models: StackedModels, active: torch.Tensor) -> int:
+        reporting = self.selected & active
         if not bool(reporting.any()):
             return 0
-        weights = self.sizes[reporting] / self.sizes[reporting].sum()
-        models.flat.copy_(weighted_sum(models.flat[reporting], weights).expand_as(models.flat))
+        weights = (self.sizes[reporting] / self.sizes[reporting].sum())[None, :]
+        own = models.flat[:1]
+        mixed = self.rule.combine(own, models.flat[reporting][None], weights, torch.zeros(1, dtype=torch.float64))
+        models.flat.copy_(mixed.expand_as(models.flat))
         return 2 * int(reporting.sum())  # each reporting client downloads and uploads once
 
-    def average(self, models: StackedModels) -> torch.Tensor:
-        return models.flat[0]
+
+def exchange_for(config: SimConfig, algorithm: str, graph: nx.Graph, device: torch.device) -> GossipExchange:
+    """The exchange ``config`` asks for on ``graph`` (checks the pair before any run starts)."""
+    return GossipExchange(
+        get_algorithm(algorithm),
+        graph,
+        rule=make_rule(config.rule),
+        transform=make_transform(config.transform),
+        mixing=config.mixing_rule,
+        lazy=config.lazy,
+        seed=config.seed,
+        device=device,
+    )
 
 
-class _NoExchange:
-    """The centralized baseline: one model, nothing to exchange."""
+class _Bytes:
+    """Exact bytes of the messages real peers would send: their metadata (sender id, round,
+    sample count, degree) varies in length from peer to peer and round to round."""
 
-    def before_train(self, models: StackedModels, active: torch.Tensor) -> torch.Tensor:
-        return active
+    def __init__(self, task: Task, exchange: GossipExchange, parts: list[np.ndarray]) -> None:
+        self.message_size = MessageSize(dict(task.new_model().state_dict()))
+        self.exchange = exchange
+        self.samples = [len(p) for p in parts]
+        self._by_digits: dict[int, torch.Tensor] = {}
 
-    def exchange(self, models: StackedModels, active: torch.Tensor | None) -> int:
-        return 0
+    def _size(self, i: int, round_: int) -> int:
+        ex = self.exchange
+        return self.message_size(
+            sender=ex.nodes[i],
+            round_=round_,
+            num_samples=self.samples[i],
+            degree=int(ex.degree[i]),
+            # The push-sum weight is written at a fixed width, so any value sizes it.
+            weight=1.0 if ex.algorithm.sender_shares else None,
+        )
 
-    def average(self, models: StackedModels) -> torch.Tensor:
-        return models.flat[0]
-
-
-Exchange = _MatrixExchange | _PairwiseExchange | _FedAvgExchange | _NoExchange
-
-
-def _exchange_for(
-    algorithm: str, config: SimConfig, graph: nx.Graph | None, data: PeerData, gen: torch.Generator
-) -> Exchange:
-    device = data.index.device
-    if algorithm == "central":
-        return _NoExchange()
-    if algorithm == "fedavg":
-        return _FedAvgExchange(data.lengths, config.client_fraction, gen)
-    assert graph is not None
-    if algorithm == "gossip":
-        return _PairwiseExchange(nx.Graph(graph), device, gen)
-    if algorithm == "pushsum":
-        return _MatrixExchange(config.mixing_for(graph, push_sum=True), device, push_sum=True)
-    if graph.is_directed():
-        raise ValueError("dpsgd needs an undirected topology; use --algorithm pushsum on directed graphs")
-    return _MatrixExchange(config.mixing_for(graph, push_sum=False), device, push_sum=False)
+    def __call__(self, links: _Round, round_: int) -> int:
+        digits = len(str(round_))  # only the round's length varies over a run
+        if digits not in self._by_digits:
+            sizes = [self._size(i, round_) for i in range(self.exchange.n)]
+            self._by_digits[digits] = torch.tensor(sizes, dtype=torch.int64)
+        counts = torch.bincount(links.src.cpu(), minlength=self.exchange.n)
+        return int((counts * self._by_digits[digits]).sum())
 
 
 def run_vectorized(
@@ -230,8 +291,8 @@ def run_vectorized(
     parts: list[np.ndarray],
     on_round: Callable[[], None] = lambda: None,
 ) -> Iterator[Row]:
-    """Run one algorithm; yield a metrics row at round 0, every ``eval_every`` rounds and
-    at the last round. ``on_round`` is called after every round (progress bars)."""
+    """Run one algorithm or baseline; yield a metrics row at round 0, every ``eval_every``
+    rounds and at the last round. ``on_round`` is called after every round (progress bars)."""
     train = config.train
     peers = len(parts)
     batch = train.batch_size
@@ -241,21 +302,32 @@ def run_vectorized(
     device = task.device
     data = PeerData(parts, task.x_train, task.y_train, device, seed=config.seed)
     models = StackedModels(task.new_model(), len(parts), init=config.init, seed=config.seed, device=device)
-    # Minibatches come from counter-based draws (identical across algorithms and engines);
-    # scheduling draws (dropouts, client sampling, matchings) have their own generator.
-    sched_gen = torch.Generator(device=device).manual_seed(config.seed + 2)
-    exchange = _exchange_for(algorithm, config, graph, data, sched_gen)
-    all_active = torch.ones(len(parts), dtype=torch.bool, device=device)
+    # Client sampling has its own generator; minibatches, dropouts and matchings are
+    # counter-based draws that real peers reproduce.
+    fedavg = (
+        _FedAvgExchange(
+            data.lengths, config.client_fraction, torch.Generator().manual_seed(config.seed + 2)
+        )
+        if algorithm == "fedavg"
+        else None
+    )
+    gossip = None
+    if fedavg is None and algorithm != "central":
+        assert graph is not None
+        gossip = exchange_for(config, algorithm, graph, device)
+    count_bytes = None if gossip is None else _Bytes(task, gossip, parts)
+    ids = torch.arange(len(parts), device=device)
     label = {"central": "pooled", "fedavg": "server"}.get(algorithm, topology)
     sent = 0
     start = time.perf_counter()
 
     def row(round_: int, loss: float | None) -> Row:
-        mean = exchange.average(models)
-        if algorithm in ("dpsgd", "pushsum", "gossip"):
-            metrics: dict[str, float | None] = {**models.evaluate(mean, task.x_test, task.y_test)}
+        if gossip is not None:
+            metrics: dict[str, float | None] = {
+                **models.evaluate(gossip.average(models), task.x_test, task.y_test)
+            }
         else:  # every client holds the one global model
-            accuracy = models.accuracy(mean, task.x_test, task.y_test)
+            accuracy = models.accuracy(models.flat[0], task.x_test, task.y_test)
             metrics = {
                 "consensus_distance": None,
                 "test_accuracy": accuracy,
@@ -269,20 +341,27 @@ def run_vectorized(
             "round": round_,
             **metrics,
             "train_loss": loss,
-            "bytes_sent": sent * task.model_bytes,
+            "bytes_sent": sent,
             "elapsed_s": round(time.perf_counter() - start, 4),
         }
 
     yield row(0, None)
     for r in range(1, train.rounds + 1):
-        active = all_active
+        active = None
         if config.dropout_prob > 0 and algorithm != "central":
-            active = torch.rand(len(parts), generator=sched_gen, device=device) >= config.dropout_prob
-        training = exchange.before_train(models, active)
+            active = ~dropped(config.seed, r, ids, config.dropout_prob)
+        training = torch.ones(len(parts), dtype=torch.bool, device=device) if active is None else active
+        if fedavg is not None:
+            training = training & fedavg.select()
+        if gossip is not None:
+            gossip.before_train(models)
         losses = []
         for batch_ in data.batches(r, train.local_steps, train.local_epochs, batch):
             losses.append(models.step(batch_, train.lr, train.momentum, training)[training])
-        sent += exchange.exchange(models, None if active is all_active else active)
+        if gossip is not None and count_bytes is not None:
+            sent += count_bytes(gossip.exchange(models, r, active), r)
+        elif fedavg is not None:
+            sent += fedavg.exchange(models, training) * task.model_bytes
         on_round()
         if r % config.eval_every == 0 or r == train.rounds:
             trained = torch.cat(losses)

@@ -31,7 +31,7 @@ async def _run_peer(args: argparse.Namespace) -> None:
     import dataclasses
 
     from gossipfl.config import load_peer_config
-    from gossipfl.peer import Peer
+    from gossipfl.node.peer import Peer
     from gossipfl.trainer import build_trainer
 
     config = load_peer_config(args.config)

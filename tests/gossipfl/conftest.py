@@ -6,7 +6,7 @@ import pytest
 
 from gossipfl.config import DataConfig, NetworkConfig, TLSConfig, TrainConfig
 from gossipfl.fleet import bind_loopback, loopback_configs, wire_loopback
-from gossipfl.peer import Peer
+from gossipfl.node.peer import Peer
 from gossipfl.tls import create_ca, issue_certificate
 from gossipfl.trainer import build_trainer
 

@@ -118,7 +118,7 @@ async def test_numpy_client_objects_gossip_through_the_adapter() -> None:
     from gossipfl.config import NeighborConfig, PeerConfig, TrainConfig
     from gossipfl.datasets import load_dataset
     from gossipfl.fleet import Fleet
-    from gossipfl.peer import Peer
+    from gossipfl.node.peer import Peer
     from gossipfl.trainer import NumPyClientTrainer
 
     data = load_dataset("iris")

@@ -18,7 +18,8 @@ def test_complete_graph_uniform_equals_fedavg_with_equal_partitions(simulate) ->
         if a["train_loss"] is not None:
             assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-4)
         assert a["consensus_distance"] < 1e-10  # the complete graph reaches consensus each round
-        assert a["bytes_sent"] == pytest.approx(b["bytes_sent"] * 7 / 2)  # 8*7 messages vs 2*8
+        # 8*7 messages vs 2*8 (a real message also carries its sender, round and degree)
+        assert a["bytes_sent"] == pytest.approx(b["bytes_sent"] * 7 / 2, rel=0.01)
 
 
 def test_ring_of_16_within_two_points_of_fedavg_on_iid_digits(simulate) -> None:  # type: ignore[no-untyped-def]
