@@ -232,8 +232,8 @@ class _FedAvgExchange:
         if not bool(reporting.any()):
             return 0
         weights = (self.sizes[reporting] / self.sizes[reporting].sum())[None, :]
-        own = models.flat[:1]
-        mixed = self.rule.combine(own, models.flat[reporting][None], weights, torch.zeros(1, dtype=torch.float64))
+        keeps = torch.zeros(1, dtype=torch.float64)  # the previous global model keeps no weight
+        mixed = self.rule.combine(models.flat[:1], models.flat[reporting][None], weights, keeps)
         models.flat.copy_(mixed.expand_as(models.flat))
         return 2 * int(reporting.sum())  # each reporting client downloads and uploads once
 
