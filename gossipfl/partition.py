@@ -1,4 +1,5 @@
-"""Splitting a training set among peers: IID, Dirichlet label skew, shards, by hospital.
+"""Splitting a training set among peers: IID, Dirichlet label skew, shards, by hospital, or
+the user's own split (a mapping from peer to sample indices, in Python or a JSON file).
 
 Every partitioner is a pure function of the labels and a seed, so every peer of a real
 network computes the same split and keeps its own part, and the simulator's engines agree.
@@ -7,9 +8,15 @@ Every part is non-empty.
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
 import numpy as np
 
-__all__ = ["dirichlet", "iid", "partition", "shards"]
+from gossipfl.errors import ConfigError
+
+__all__ = ["check_partition", "dirichlet", "iid", "load_partition", "partition", "shards"]
 
 
 def _check(n_samples: int, parts: int) -> None:
@@ -104,3 +111,58 @@ def hospital_groups(parts: int, hospitals: int) -> np.ndarray:
     if hospitals < 1 or parts % hospitals:
         raise ValueError(f"{parts} peers do not split evenly into {hospitals} hospitals")
     return np.repeat(np.arange(hospitals), parts // hospitals)
+
+
+def check_partition(
+    parts: Mapping[str, Sequence[int]] | Sequence[Sequence[int]],
+    nodes: Sequence[str],
+    n_samples: int,
+    where: str = "partition",
+) -> list[np.ndarray]:
+    """A user's partition (peer id -> sample indices, or one index list per node in order)
+    as arrays in ``nodes`` order; ValueError naming ``where`` and the problem otherwise."""
+    if isinstance(parts, Mapping):
+        unknown = sorted(set(map(str, parts)) - set(nodes))
+        missing = [v for v in nodes if v not in parts]
+        if unknown or missing:
+            raise ValueError(
+                f"{where}: peers differ from the topology's: unknown {unknown[:5]}, missing {missing[:5]}"
+            )
+        ordered = [parts[v] for v in nodes]
+    else:
+        ordered = list(parts)
+        if len(ordered) != len(nodes):
+            raise ValueError(f"{where}: {len(ordered)} index lists for {len(nodes)} peers")
+    out, seen = [], np.zeros(n_samples, dtype=bool)
+    for node, indices in zip(nodes, ordered, strict=True):
+        if not isinstance(indices, (list, tuple, np.ndarray)) or not all(
+            isinstance(i, (int, np.integer)) and not isinstance(i, bool) for i in indices
+        ):
+            raise ValueError(f"{where}: peer {node!r}: expected a list of sample indices")
+        array = np.asarray(indices, dtype=np.int64)
+        if len(array) == 0:
+            raise ValueError(f"{where}: peer {node!r} holds no samples")
+        if array.min() < 0 or array.max() >= n_samples:
+            raise ValueError(f"{where}: peer {node!r}: indices must be in 0..{n_samples - 1}")
+        if seen[array].any() or len(np.unique(array)) != len(array):
+            raise ValueError(f"{where}: peer {node!r}: a sample is given to more than one peer (or twice)")
+        seen[array] = True
+        out.append(np.sort(array))
+    return out
+
+
+def load_partition(path: Path, nodes: Sequence[str], n_samples: int) -> list[np.ndarray]:
+    """Read a partition file: JSON, either ``{"peer id": [indices...]}`` or a list of index
+    lists in the topology's node order. Errors name the file and the problem."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read ({exc.strerror})") from exc
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise ConfigError(f"{path}: not a JSON partition ({exc})") from exc
+    if not isinstance(data, (dict, list)):
+        raise ConfigError(f"{path}: expected an object of peer id -> indices, or a list of lists")
+    try:
+        return check_partition(data, nodes, n_samples, str(path))
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc

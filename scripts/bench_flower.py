@@ -104,6 +104,27 @@ def gossipfl_digest(clients: int) -> tuple[str, list[int]]:
     return h.hexdigest(), [len(p) for p in parts]
 
 
+def gossipfl_revision() -> str:
+    """The commit measured, marked dirty when the package has uncommitted changes."""
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+        )
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "gossipfl", "sim", "topologies"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+        )
+    except OSError:
+        return "unknown"
+    return (
+        head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+        if head.returncode == 0
+        else "unknown"
+    )
+
+
 def timed(argv: list[str], env: dict[str, str]) -> tuple[float, str]:
     """(wall seconds, stdout) of one process; a failing process stops the benchmark."""
     start = time.perf_counter()
@@ -214,6 +235,7 @@ def main() -> None:
         return
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "MKL_NUM_THREADS": str(args.threads)}
     digest, sizes = gossipfl_digest(args.clients)
+    revision = gossipfl_revision()
     print(
         f"FedAvg, {args.clients} clients, {args.rounds} rounds, digits, 1 local epoch, batch 32, lr 0.1; "
         f"OMP_NUM_THREADS=MKL_NUM_THREADS={args.threads} everywhere, Flower {args.cpus_per_client} Ray CPU "
@@ -251,6 +273,7 @@ def main() -> None:
         return statistics.median(float(r[key]) for r in rows)
 
     summary = {
+        "gossipfl_revision": revision,
         "flwr_version": theirs[0]["flwr_version"],
         "repeats": args.repeats,
         "threads": args.threads,

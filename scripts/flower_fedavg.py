@@ -105,8 +105,8 @@ def main() -> None:
         torch.set_num_threads(args.threads)
         part = torch.tensor(parts[int(context.node_config["partition-id"])])
         model = mlp()
-        model.load_state_dict(msg.content["arrays"].to_torch_state_dict())
-        opt = torch.optim.SGD(model.parameters(), lr=float(msg.content["config"]["lr"]))
+        model.load_state_dict(msg.content.array_records["arrays"].to_torch_state_dict())
+        opt = torch.optim.SGD(model.parameters(), lr=float(str(msg.content.config_records["config"]["lr"])))
         loss = 0.0
         for _ in range(args.local_epochs):
             idx = part[torch.randperm(len(part))]

@@ -27,6 +27,8 @@ __all__ = [
 ALGORITHMS = tuple(_ALGORITHMS)
 BASELINES = ("fedavg", "central")
 ENGINES = ("vectorized", "network")
+# The dataset name of data handed in from Python (sim.api.simulate), which no file names.
+PYTHON_DATA = "python"
 
 # Defaults that train well on each dataset in a few hundred rounds.
 DATASET_DEFAULTS: dict[str, TrainConfig] = {
@@ -46,6 +48,7 @@ class SimConfig:
     baselines: tuple[str, ...] = ()
     dataset: str = "digits"
     partition: str = "iid"
+    partition_file: Path | None = None  # the user's own split (JSON); overrides partition
     alpha: float = 0.5
     label: str = "label"
     test_fraction: float = 0.2
@@ -65,7 +68,8 @@ class SimConfig:
     clients: int | None = None  # baselines' client count when no topology fixes it
 
     def __post_init__(self) -> None:
-        check_dataset(self.dataset)
+        if self.dataset != PYTHON_DATA:
+            check_dataset(self.dataset)
         _one_of("algorithm", self.algorithms, ALGORITHMS)
         _one_of("baseline", self.baselines, BASELINES)
         _one_of("partition", (self.partition,), PARTITIONS)
@@ -108,6 +112,7 @@ class SimConfig:
     def to_json(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
         data["out"] = str(self.out) if self.out else None
+        data["partition_file"] = str(self.partition_file) if self.partition_file else None
         return data
 
 

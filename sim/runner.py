@@ -6,26 +6,28 @@ from __future__ import annotations
 import ctypes
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import networkx as nx
 import numpy as np
 import torch
+from torch import nn
 
 from gossipfl import __version__
 from gossipfl.algorithms import get_algorithm
-from gossipfl.datasets import load_dataset
-from gossipfl.partition import partition
+from gossipfl.datasets import Dataset, load_dataset
+from gossipfl.partition import check_partition, load_partition, partition
 from gossipfl.rundir import MetricsWriter, write_config
-from sim.config import SimConfig
-from sim.task import Task, make_task
+from sim.config import PYTHON_DATA, SimConfig
+from sim.task import LossFn, Task, make_task
 from topologies import hospital_id, second_eigenvalue_modulus
 from topologies.spec import build
 
 __all__ = ["run_simulation"]
 
 Row = dict[str, Any]
+Partition = Mapping[str, Sequence[int]] | Sequence[Sequence[int]]
 
 
 # Largest stack (peers x parameters, in floats) for which freed memory is kept for reuse.
@@ -69,12 +71,22 @@ def _groups(graph: nx.Graph) -> np.ndarray | None:
 class _Splits:
     """One data split per peer count (and hospital layout), shared by every run using it."""
 
-    def __init__(self, config: SimConfig, labels: np.ndarray) -> None:
+    def __init__(self, config: SimConfig, labels: np.ndarray, parts: Partition | None = None) -> None:
         self.config = config
         self.labels = labels
+        self.parts = parts
         self.cache: dict[tuple[int, bytes | None], list[np.ndarray]] = {}
 
-    def get(self, peers: int, groups: np.ndarray | None) -> list[np.ndarray]:
+    def _given(self, nodes: list[str]) -> list[np.ndarray]:
+        """The user's own split (from Python, or ``--partition-file``), for these peers."""
+        if self.parts is not None:
+            return check_partition(self.parts, nodes, len(self.labels))
+        assert self.config.partition_file is not None
+        return load_partition(self.config.partition_file, nodes, len(self.labels))
+
+    def get(self, peers: int, groups: np.ndarray | None, nodes: list[str]) -> list[np.ndarray]:
+        if self.parts is not None or self.config.partition_file is not None:
+            return self._given(nodes)
         key = (peers, None if groups is None else groups.tobytes())
         if key not in self.cache:
             self.cache[key] = partition(
@@ -111,17 +123,38 @@ def _plan(
     return runs
 
 
-def run_simulation(config: SimConfig, progress: bool = True) -> Iterator[Row]:
-    """Run everything ``config`` asks for, writing ``config.out`` if set; yields each row."""
+def run_simulation(
+    config: SimConfig,
+    progress: bool = True,
+    *,
+    data: Dataset | None = None,
+    model: nn.Module | None = None,
+    loss_fn: LossFn | None = None,
+    parts: Partition | None = None,
+) -> Iterator[Row]:
+    """Run everything ``config`` asks for, writing ``config.out`` if set; yields each row.
+
+    ``data``, ``model``, ``loss_fn`` and ``parts`` replace the dataset, model, loss and
+    partition that ``config`` names (see ``sim.api.simulate``)."""
     from tqdm import tqdm
 
     torch.manual_seed(config.seed)
     device = _device(config.device)
-    data = load_dataset(config.dataset, config.seed, config.test_fraction, config.label)
-    task = make_task(data, config.train, config.seed, device)
-    splits = _Splits(config, data.y_train)
+    if data is None:
+        if config.dataset == PYTHON_DATA:
+            raise ValueError("dataset 'python' is data handed to sim.api.simulate(data=...)")
+        data = load_dataset(config.dataset, config.seed, config.test_fraction, config.label)
+    task = make_task(data, config.train, config.seed, device, model=model, loss_fn=loss_fn)
+    splits = _Splits(config, data.y_train, parts)
     graphs = [build(spec) for spec in config.topologies]
     runs = _plan(config, graphs)
+
+    def nodes(graph: nx.Graph | None) -> list[str]:  # baselines use the first topology's peers
+        graph = graph if graph is not None else (graphs[0] if graphs else None)
+        if graph is None:
+            return [f"p{i}" for i in range(config.clients or 0)]
+        return [str(v) for v in graph.nodes]
+
     for algorithm, topology, graph, _, _ in runs:  # refuse a bad pair before anything runs
         if graph is not None:
             try:
@@ -150,6 +183,9 @@ def run_simulation(config: SimConfig, progress: bool = True) -> Iterator[Row]:
                 "sim": config.to_json(),
                 "topology_stats": stats,
                 "model_bytes": task.model_bytes,
+                # Set when the model or loss came from Python rather than the config.
+                "python_model": None if model is None else type(model).__qualname__,
+                "python_loss": None if loss_fn is None else getattr(loss_fn, "__qualname__", repr(loss_fn)),
                 "num_params": num_params,
                 "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
             },
@@ -162,7 +198,13 @@ def run_simulation(config: SimConfig, progress: bool = True) -> Iterator[Row]:
             what = f"{algorithm}" if graph is None else f"{algorithm} on {topology}"
             bar.set_description(f"{what} ({peers} peers)")
             for row in _run_one(
-                config, task, algorithm, topology, graph, splits.get(peers, groups), bar.update
+                config,
+                task,
+                algorithm,
+                topology,
+                graph,
+                splits.get(peers, groups, nodes(graph)),
+                bar.update,
             ):
                 if writer is not None:
                     writer.write(row)

@@ -15,6 +15,7 @@ from gossipfl.commands.options import (
     topology_spec,
     train_config,
 )
+from gossipfl.rules import RULES
 
 
 def _names(text: str) -> tuple[str, ...]:
@@ -54,6 +55,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     s.add_argument("--lazy", action="store_true", help="use the lazy mixing matrix (I+W)/2")
     s.add_argument(
+        "--rule", default="mean", help=f"combine rule, one of {', '.join(RULES)} (default mean)"
+    )
+    s.add_argument(
+        "--partition-file",
+        type=Path,
+        help="your own split: JSON {peer id: [sample indices]} or a list of index lists in node order",
+    )
+    s.add_argument(
         "--dropout-prob",
         type=float,
         default=0.0,
@@ -68,7 +77,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--engine",
         choices=("vectorized", "network"),
         default="vectorized",
-        help="vectorized tensors, or real peers over loopback HTTP (dpsgd only)",
+        help="vectorized tensors, or real peers over loopback HTTP (every algorithm and option)",
     )
     s.add_argument("--out", type=Path, required=True, help="run directory to write")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -87,12 +96,14 @@ def run(args: argparse.Namespace) -> int:
         baselines=args.baseline,
         dataset=args.dataset,
         partition=args.partition,
+        partition_file=args.partition_file,
         alpha=args.alpha,
         label=args.label,
         train=train,
         init=args.init,
         mixing=args.mixing,
         lazy=args.lazy,
+        rule=args.rule,
         dropout_prob=args.dropout_prob,
         client_fraction=args.client_fraction,
         eval_every=args.eval_every or max(1, train.rounds // 20),

@@ -170,3 +170,17 @@ def test_matching_never_puts_a_node_in_two_pairs_even_when_priorities_tie(monkey
     x = torch.randn(1000, dtype=torch.float64)
     mixed = torch.where(paired, (x + x[partner.clamp_min(0)]) / 2, x)
     assert float(mixed.sum()) == pytest.approx(float(x.sum()))
+
+
+def test_fedavg_weighs_clients_by_their_sample_counts() -> None:
+    from sim.vectorized import _FedAvgExchange
+
+    models = stacked(4, seed=11)
+    before = models.flat.double().numpy().copy()
+    sizes = torch.tensor([10, 30, 5, 55])
+    exchange = _FedAvgExchange(sizes, 1.0, torch.Generator().manual_seed(0))
+    exchange.select()
+    assert exchange.exchange(models, torch.ones(4, dtype=torch.bool)) == 8
+    expected = (sizes.double().numpy()[:, None] * before).sum(axis=0) / 100
+    for row in models.flat.double().numpy():
+        np.testing.assert_allclose(row, expected, atol=1e-6)
