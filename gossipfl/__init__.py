@@ -26,16 +26,16 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "Peer": "gossipfl.node.peer",
-    "Trainer": "gossipfl.trainer",
-    "TorchTrainer": "gossipfl.trainer",
-    "NumPyClientTrainer": "gossipfl.trainer",
-    "build_trainer": "gossipfl.trainer",
-    "HttpTransport": "gossipfl.transport",
-    "MemoryTransport": "gossipfl.transport",
-    "Transport": "gossipfl.transport",
-    "encode": "gossipfl.wire",
-    "decode": "gossipfl.wire",
-    "Message": "gossipfl.wire",
+    "Trainer": "gossipfl.learning.trainer",
+    "TorchTrainer": "gossipfl.learning.trainer",
+    "NumPyClientTrainer": "gossipfl.learning.trainer",
+    "build_trainer": "gossipfl.learning.trainer",
+    "HttpTransport": "gossipfl.transports.channels",
+    "MemoryTransport": "gossipfl.transports.channels",
+    "Transport": "gossipfl.transports.channels",
+    "encode": "gossipfl.transports.wire",
+    "decode": "gossipfl.transports.wire",
+    "Message": "gossipfl.transports.wire",
 }
 
 __all__ = [

@@ -63,11 +63,13 @@ import dataclasses
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast
 from urllib.parse import urlsplit
 
+if TYPE_CHECKING:
+    import networkx as nx
+
 from gossipfl.errors import ConfigError
-from topologies.graph_io import validate_node_id
 
 __all__ = [
     "DATASETS",
@@ -81,6 +83,7 @@ __all__ = [
     "TLSConfig",
     "TrainConfig",
     "check_dataset",
+    "links",
     "load_peer_config",
     "parse_listen",
     "peer_config_toml",
@@ -366,6 +369,7 @@ def _read_tls(t: _Table, base: Path) -> TLSConfig | None:
 
 
 def _read_neighbors(root: _Table, self_id: str) -> tuple[NeighborConfig, ...]:
+    from topologies.graph_io import validate_node_id
     raw = root.get("neighbors", list, [])
     neighbors: list[NeighborConfig] = []
     for i, item in enumerate(raw):
@@ -400,6 +404,9 @@ def load_peer_config(path: str | Path) -> PeerConfig:
         raise ConfigError(f"{where}: cannot read ({exc.strerror})") from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{where}: not valid TOML ({exc})") from exc
+    # Imported here: networkx comes with it, and `import gossipfl` stays light.
+    from topologies.graph_io import validate_node_id
+
     root = _Table(data, where, "")
     try:
         peer_id = validate_node_id(root.get("id", str), where)
@@ -432,6 +439,20 @@ def _relative(path: Path, base: Path) -> str:
         return str(path.resolve().relative_to(base.resolve()))
     except ValueError:
         return str(path.resolve())
+
+
+def links(graph: nx.Graph, node: str) -> tuple[NeighborConfig, ...]:
+    """``node``'s neighbours in ``graph``, URLs still unset (callers fill them in); on a
+    digraph, out-edges are sent along and in-edges heard from."""
+    if not graph.is_directed():
+        return tuple(NeighborConfig(str(n), "http://unset:1") for n in graph.neighbors(node))
+    out, into = set(graph.successors(node)), set(graph.predecessors(node))
+    ordered = list(graph.successors(node)) + [n for n in graph.predecessors(node) if n not in out]
+    direction: dict[bool, Direction] = {True: "out", False: "in"}
+    return tuple(
+        NeighborConfig(str(n), "http://unset:1", "both" if n in out and n in into else direction[n in out])
+        for n in ordered
+    )
 
 
 def peer_config_toml(config: PeerConfig, base: Path) -> str:

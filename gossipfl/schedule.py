@@ -1,6 +1,6 @@
 """Who takes part in a round and with whom: dropouts and random matchings.
 
-Both are counter-based draws (``gossipfl.sampling``): a pure function of (seed, round, peer
+Both are counter-based draws (``gossipfl.learning.sampling``): a pure function of (seed, round, peer
 or edge), so the vectorized simulator, which draws for every peer at once, and real peers in
 the network engine, which each ask about themselves and their neighbours, agree exactly.
 
@@ -16,7 +16,7 @@ from typing import Protocol
 
 import torch
 
-from gossipfl.sampling import stream_id, uniform
+from gossipfl.learning.sampling import stream_id, uniform
 
 __all__ = ["Everyone", "Schedule", "Simulated", "dropped", "matching"]
 

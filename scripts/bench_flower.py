@@ -55,7 +55,7 @@ IN_PROCESS = textwrap.dedent(
     import json, sys, time
     sys.path.insert(0, sys.argv[1])
     import torch
-    import sim.runner, sim.vectorized, sim.config, gossipfl.commands.sim
+    import sim.runner, sim.vectorized, sim.config, gossipfl.cli.sim
     from gossipfl.cli import main
     start = time.perf_counter()
     code = main(json.loads(sys.argv[2]))
@@ -93,8 +93,8 @@ def gossipfl_digest(clients: int) -> tuple[str, list[int]]:
     import numpy as np
 
     sys.path.insert(0, str(ROOT))
-    from gossipfl.datasets import load_dataset
-    from gossipfl.partition import partition
+    from gossipfl.learning.datasets import load_dataset
+    from gossipfl.learning.partition import partition
 
     data = load_dataset("digits")
     parts = partition(data.y_train, clients, "iid", 0)

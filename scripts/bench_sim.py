@@ -70,7 +70,7 @@ def _digits_times(copies: int, path: Path) -> str:
     peers need more samples than digits' 1,797, and this keeps the same model and task."""
     import numpy as np
 
-    from gossipfl.datasets import load_dataset
+    from gossipfl.learning.datasets import load_dataset
 
     data = load_dataset("digits", test_fraction=0.01)
     rng = np.random.default_rng(0)
@@ -100,8 +100,8 @@ def _timed_rounds(peers: int, rounds: int, dataset: str) -> float:
     callbacks, so evaluation (at round 0 and the end only) is left out."""
     import torch
 
-    from gossipfl.datasets import load_dataset
-    from gossipfl.partition import partition
+    from gossipfl.learning.datasets import load_dataset
+    from gossipfl.learning.partition import partition
     from sim.config import DATASET_DEFAULTS, SimConfig
     from sim.runner import _RETAIN_LIMIT, _reuse_freed_memory
     from sim.task import make_task

@@ -29,8 +29,8 @@ from pathlib import Path
 import torch
 
 from gossipfl.config import NeighborConfig, NetworkConfig, PeerConfig, TrainConfig
-from gossipfl.fleet import bind_loopback, wire_loopback
 from gossipfl.node.peer import Peer
+from sim.fleet import bind_loopback, wire_loopback
 
 
 class StaticTrainer:
@@ -107,7 +107,7 @@ async def _push_pull_seconds(size: int, tls: bool, repeats: int) -> list[float]:
     tls_paths: dict[str, object] = {}
     if tls:
         from gossipfl.config import TLSConfig
-        from gossipfl.tls import create_ca, issue_certificate
+        from gossipfl.transports.tls import create_ca, issue_certificate
 
         directory = Path(tempfile.mkdtemp())
         ca, key = create_ca(directory)
@@ -153,7 +153,7 @@ def bench_push_pull(repeats: int) -> dict[str, float]:
 
 
 def _message_bytes(size: int) -> bytes:
-    from gossipfl.wire import encode
+    from gossipfl.transports.wire import encode
 
     return encode({"w": torch.zeros(size)}, sender="a", round_=1, num_samples=1, degree=1)
 
@@ -164,7 +164,7 @@ def bench_ring32(repeats: int) -> dict[str, float]:
         import asyncio, json, resource, sys, time
         sys.path.insert(0, sys.argv[1])
         from scripts.bench_wire import StaticTrainer, _configs
-        from gossipfl.fleet import Fleet, bind_loopback, wire_loopback
+        from sim.fleet import Fleet, bind_loopback, wire_loopback
         from gossipfl.node.peer import Peer
         ids = [f"p{i}" for i in range(32)]
         neighbours = {f"p{i}": [f"p{(i - 1) % 32}", f"p{(i + 1) % 32}"] for i in range(32)}

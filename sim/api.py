@@ -37,7 +37,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from gossipfl.datasets import Dataset
+from gossipfl.learning.datasets import Dataset
 from sim.config import DATASET_DEFAULTS, FILE_DEFAULTS, PYTHON_DATA, SimConfig
 from sim.runner import Partition, run_simulation
 from sim.task import LossFn

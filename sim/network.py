@@ -20,11 +20,11 @@ import numpy as np
 
 from gossipfl.algorithms import get_algorithm
 from gossipfl.config import DataConfig, GossipConfig, NetworkConfig
-from gossipfl.fleet import Fleet, bind_loopback, loopback_configs, make_peers, wire_loopback
+from gossipfl.learning.stacked import PeerData, StackedModels
+from gossipfl.learning.trainer import TorchTrainer
 from gossipfl.schedule import Simulated
-from gossipfl.stacked import PeerData, StackedModels
-from gossipfl.trainer import TorchTrainer
 from sim.config import SimConfig
+from sim.fleet import Fleet, bind_loopback, loopback_configs, make_peers, wire_loopback
 from sim.task import Task
 
 __all__ = ["run_network"]

@@ -7,7 +7,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from gossipfl.rundir import read_run
+from sim.rundir import read_run
 
 __all__ = ["plot_runs"]
 

@@ -11,8 +11,8 @@ import torch
 from torch import nn
 
 from gossipfl.config import TrainConfig
-from gossipfl.datasets import Dataset
-from gossipfl.models import build_model
+from gossipfl.learning.datasets import Dataset
+from gossipfl.learning.models import build_model
 
 __all__ = ["LossFn", "Task", "make_task", "message_bytes"]
 
@@ -22,7 +22,7 @@ LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 def message_bytes(model: nn.Module) -> int:
     """Size of one model message on the wire for a peer called p0 at round 0."""
-    from gossipfl.wire import encode
+    from gossipfl.transports.wire import encode
 
     return len(encode(dict(model.state_dict()), sender="p0", round_=0, num_samples=0, degree=0))
 

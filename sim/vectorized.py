@@ -23,11 +23,11 @@ import scipy.sparse as sp
 import torch
 
 from gossipfl.algorithms import Algorithm, get_algorithm
+from gossipfl.learning.stacked import PeerData, StackedModels
 from gossipfl.outgoing import OutgoingTransform, make_transform
 from gossipfl.rules import CombineRule, WeightedMean, make_rule
 from gossipfl.schedule import dropped, matching
-from gossipfl.stacked import PeerData, StackedModels
-from gossipfl.wire import MessageSize
+from gossipfl.transports.wire import MessageSize
 from sim.config import SimConfig
 from sim.task import Task
 

@@ -6,7 +6,7 @@ import asyncio
 import time
 
 from gossipfl.errors import RoundMismatch
-from gossipfl.wire import Message
+from gossipfl.transports.wire import Message
 
 __all__ = ["ROUNDS_AHEAD", "Inbox"]
 

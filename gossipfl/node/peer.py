@@ -31,17 +31,17 @@ import torch
 from gossipfl.algorithms import get_algorithm
 from gossipfl.config import NeighborConfig, PeerConfig
 from gossipfl.errors import ConfigError, Forbidden, GossipError, Refused, RoundMismatch
-from gossipfl.neighbours import NeighbourTable
+from gossipfl.learning.trainer import Trainer
+from gossipfl.node.neighbours import NeighbourTable
+from gossipfl.node.prometheus import PeerMetrics
 from gossipfl.node.recorder import Recorder, log
 from gossipfl.node.rounds import AsyncGossip, SyncRounds
 from gossipfl.node.state import ModelState
 from gossipfl.outgoing import make_transform
-from gossipfl.prometheus import PeerMetrics
 from gossipfl.rules import make_rule
 from gossipfl.schedule import Everyone, Schedule
-from gossipfl.trainer import Trainer
-from gossipfl.transport import HttpTransport, Listener, Transport
-from gossipfl.wire import Message, decode, encode
+from gossipfl.transports.channels import HttpTransport, Listener, Transport
+from gossipfl.transports.wire import Message, decode, encode
 
 __all__ = ["Peer"]
 
@@ -196,8 +196,8 @@ class Peer:
 
     async def start(self, gossip: bool = True) -> None:
         """Start serving, then (unless ``gossip`` is false) the gossip task."""
-        from gossipfl.server import HttpListener
-        from gossipfl.tls import client_context
+        from gossipfl.transports.server import HttpListener
+        from gossipfl.transports.tls import client_context
 
         if self._transport is None:
             self._transport = HttpTransport(

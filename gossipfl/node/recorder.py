@@ -10,9 +10,9 @@ from typing import Any
 
 import torch
 
-from gossipfl.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
-from gossipfl.rundir import JsonlWriter
-from gossipfl.wire import check_tensors
+from gossipfl.node.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from gossipfl.node.jsonl import JsonlWriter
+from gossipfl.transports.wire import check_tensors
 
 __all__ = ["CHECKPOINT", "Recorder"]
 

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 from gossipfl.errors import GossipError, ModelMismatch, Refused
 from gossipfl.node.inbox import Inbox
-from gossipfl.wire import Message, decode
+from gossipfl.transports.wire import Message, decode
 
 if TYPE_CHECKING:
     from gossipfl.config import NeighborConfig

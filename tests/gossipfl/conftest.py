@@ -5,10 +5,10 @@ import networkx as nx
 import pytest
 
 from gossipfl.config import DataConfig, NetworkConfig, TLSConfig, TrainConfig
-from gossipfl.fleet import bind_loopback, loopback_configs, wire_loopback
+from gossipfl.learning.trainer import build_trainer
 from gossipfl.node.peer import Peer
-from gossipfl.tls import create_ca, issue_certificate
-from gossipfl.trainer import build_trainer
+from gossipfl.transports.tls import create_ca, issue_certificate
+from sim.fleet import bind_loopback, loopback_configs, wire_loopback
 
 IRIS = TrainConfig(model="mlp", hidden=(32,), rounds=3, local_steps=10, lr=0.05, batch_size=16, momentum=0.9)
 

@@ -10,7 +10,7 @@ import pytest
 
 from gossipfl.cli import main
 from gossipfl.config import load_peer_config, write_peer_config
-from gossipfl.fleet import bind_loopback, wire_loopback
+from sim.fleet import bind_loopback, wire_loopback
 
 
 def free_ports_for(directory: Path) -> None:
@@ -116,10 +116,10 @@ async def test_numpy_client_objects_gossip_through_the_adapter() -> None:
     import networkx as nx
 
     from gossipfl.config import NeighborConfig, PeerConfig, TrainConfig
-    from gossipfl.datasets import load_dataset
-    from gossipfl.fleet import Fleet
+    from gossipfl.learning.datasets import load_dataset
+    from gossipfl.learning.trainer import NumPyClientTrainer
     from gossipfl.node.peer import Peer
-    from gossipfl.trainer import NumPyClientTrainer
+    from sim.fleet import Fleet
 
     data = load_dataset("iris")
     halves = np.array_split(np.arange(len(data.y_train)), 2)
@@ -145,3 +145,17 @@ async def test_numpy_client_objects_gossip_through_the_adapter() -> None:
     for p in peers:
         assert p.round == 5 and p.last_accuracy > 0.8
     np.testing.assert_allclose(peers[0].weights["param_0"].numpy(), peers[1].weights["param_0"].numpy())
+
+
+def test_a_directed_topology_deploys_as_push_sum_peers_over_mutual_tls(tmp_path: Path) -> None:
+    net, run = tmp_path / "net", tmp_path / "run"
+    assert main(["topology", "directed-ring", "--peers", "5", "--out", str(net), "--local-steps", "2"]) == 0
+    config = load_peer_config(net / "p0.toml")
+    assert config.gossip.algorithm == "pushsum"
+    assert {(n.id, n.direction) for n in config.neighbors} == {("p1", "out"), ("p4", "in")}
+    assert main(["certs", str(net)]) == 0
+    free_ports_for(net)
+    assert main(["launch", str(net), "--rounds", "4", "--out", str(run)]) == 0
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert {r["algorithm"] for r in rows} == {"pushsum"} and rows[-1]["bytes_sent"] > 0
+    assert np.isfinite(rows[-1]["consensus_distance"])

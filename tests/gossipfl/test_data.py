@@ -3,8 +3,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gossipfl.datasets import load_dataset
-from gossipfl.partition import hospital_groups, partition
+from gossipfl.learning.datasets import load_dataset
+from gossipfl.learning.partition import hospital_groups, partition
 
 
 @pytest.mark.parametrize(

@@ -11,13 +11,13 @@ import torch
 import topologies as t
 from gossipfl.config import DataConfig, NetworkConfig, PeerConfig
 from gossipfl.errors import RoundMismatch
-from gossipfl.fleet import loopback_configs
+from gossipfl.learning.trainer import build_trainer
 from gossipfl.node.inbox import ROUNDS_AHEAD, Inbox
 from gossipfl.node.peer import Peer
 from gossipfl.node.state import ModelState
-from gossipfl.trainer import build_trainer
-from gossipfl.transport import MemoryListener, MemoryTransport
-from gossipfl.wire import Message
+from gossipfl.transports.channels import MemoryListener, MemoryTransport
+from gossipfl.transports.wire import Message
+from sim.fleet import loopback_configs
 
 
 def memory_peers(graph: nx.Graph, train_config, **gossip: object) -> list[Peer]:  # type: ignore[no-untyped-def]

@@ -10,13 +10,13 @@ import pytest
 import torch
 
 import topologies as t
-from gossipfl.checkpoint import load_checkpoint, save_checkpoint
 from gossipfl.config import NetworkConfig
 from gossipfl.errors import ConfigError
+from gossipfl.node.checkpoint import load_checkpoint, save_checkpoint
 from gossipfl.node.peer import Peer
 from gossipfl.node.recorder import CHECKPOINT
-from gossipfl.tls import client_context
-from gossipfl.wire import encode
+from gossipfl.transports.tls import client_context
+from gossipfl.transports.wire import encode
 
 PAIR = nx.Graph([("a", "b")])
 
@@ -221,7 +221,7 @@ async def test_peer_without_tls_needs_insecure(build_peers) -> None:  # type: ig
 
 
 async def test_in_memory_transport_runs_the_same_gossip_logic(build_peers, train_config) -> None:  # type: ignore[no-untyped-def]
-    from gossipfl.transport import MemoryTransport
+    from gossipfl.transports.channels import MemoryTransport
 
     peers = build_peers(t.ring(3), tls=False, train=train_config(rounds=2))
     registry = {}
@@ -257,7 +257,7 @@ def test_sigterm_stops_a_peer_cleanly_and_keeps_its_checkpoint(tmp_path: Path) -
     graph = tmp_path / "g.json"
     graph.write_text('{"solo": [], "ghost": []}')
     net = tmp_path / "net"
-    from gossipfl.fleet import bind_loopback
+    from sim.fleet import bind_loopback
 
     (probe,) = bind_loopback(1)
     port = probe.getsockname()[1]  # free a moment ago; only "solo" will listen, on this one

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from gossipfl.errors import ModelMismatch, PayloadTooLarge, WireError
-from gossipfl.wire import decode, encode
+from gossipfl.transports.wire import decode, encode
 
 STATE = {"w": torch.randn(3, 4), "b": torch.zeros(3)}
 

@@ -119,5 +119,6 @@ def test_pushsum_refuses_a_digraph_that_is_not_strongly_connected(
     path = tmp_path / "path.edges"
     path.write_text("# directed\np0 p1\np1 p2\np2 p3\np3 p4\n")
     out = tmp_path / "run"
-    code = main(["sim", "--topology", str(path), "--algorithm", "pushsum", "--rounds", "2", "--out", str(out), "--quiet"])
+    args = ["sim", "--topology", str(path), "--algorithm", "pushsum", "--rounds", "2", "--quiet"]
+    code = main([*args, "--out", str(out)])
     assert code == 2 and "strongly connected" in capsys.readouterr().err

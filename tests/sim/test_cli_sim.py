@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from gossipfl.cli import main
-from gossipfl.rundir import METRIC_KEYS
+from sim.rundir import METRIC_KEYS
 
 
 def test_sim_writes_run_directory_and_plot(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -10,11 +10,11 @@ from torch import nn
 
 import topologies as t
 from gossipfl.algorithms import get_algorithm
-from gossipfl.consensus import consensus_distance
+from gossipfl.learning.consensus import consensus_distance
+from gossipfl.learning.stacked import StackedModels
 from gossipfl.outgoing import Identity
 from gossipfl.rules import WeightedMean
 from gossipfl.schedule import matching
-from gossipfl.stacked import StackedModels
 from sim.vectorized import GossipExchange
 
 

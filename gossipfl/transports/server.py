@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from gossipfl.errors import Forbidden, PayloadTooLarge, RoundMismatch, WireError
-from gossipfl.rundir import clean
-from gossipfl.tls import peer_identity
+from gossipfl.node.jsonl import clean
+from gossipfl.transports.tls import peer_identity
 
 if TYPE_CHECKING:
     import socket
@@ -124,7 +124,7 @@ class HttpListener:
         self._runner: web.AppRunner | None = None
 
     async def start(self, peer: Peer) -> int:
-        from gossipfl.tls import server_context
+        from gossipfl.transports.tls import server_context
 
         ssl_context = server_context(peer.tls) if peer.tls else None
         self._runner = web.AppRunner(make_app(peer), access_log=None, handle_signals=False)

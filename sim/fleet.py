@@ -23,18 +23,18 @@ from torch import nn
 
 from gossipfl.config import (
     DataConfig,
-    Direction,
     GossipConfig,
     NeighborConfig,
     NetworkConfig,
     PeerConfig,
     TLSConfig,
     TrainConfig,
+    links,
 )
+from gossipfl.learning.stacked import StackedModels
+from gossipfl.learning.trainer import Trainer
 from gossipfl.node.peer import Peer
 from gossipfl.schedule import Schedule
-from gossipfl.stacked import StackedModels
-from gossipfl.trainer import Trainer
 
 __all__ = ["Fleet", "bind_loopback", "loopback_configs", "make_peers", "wire_loopback"]
 
@@ -54,19 +54,6 @@ DEFAULT_GOSSIP = GossipConfig()
 _Mass = tuple[torch.Tensor, float] | None  # a push-sum peer's numerator row and mass
 
 
-def _links(graph: nx.Graph, node: str) -> tuple[NeighborConfig, ...]:
-    """``node``'s neighbours; on a digraph, out-edges are sent along and in-edges heard from."""
-    if not graph.is_directed():
-        return tuple(NeighborConfig(str(n), "http://unset:1") for n in graph.neighbors(node))
-    out, into = set(graph.successors(node)), set(graph.predecessors(node))
-    ordered = list(graph.successors(node)) + [n for n in graph.predecessors(node) if n not in out]
-    direction: dict[bool, Direction] = {True: "out", False: "in"}
-    return tuple(
-        NeighborConfig(str(n), "http://unset:1", "both" if n in out and n in into else direction[n in out])
-        for n in ordered
-    )
-
-
 def loopback_configs(
     graph: nx.Graph,
     *,
@@ -84,7 +71,7 @@ def loopback_configs(
             id=v,
             host="127.0.0.1",
             port=0,
-            neighbors=_links(graph, v),
+            neighbors=links(graph, v),
             data=data(i, len(nodes)),
             train=train,
             network=network,

@@ -6,7 +6,7 @@ import argparse
 import dataclasses
 from pathlib import Path
 
-from gossipfl.commands.options import (
+from gossipfl.cli.options import (
     add_data_arguments,
     add_topology_arguments,
     add_train_arguments,

@@ -7,11 +7,14 @@ from pathlib import Path
 
 import networkx as nx
 
+from gossipfl.algorithms import get_algorithm
 from gossipfl.config import (
     DataConfig,
+    GossipConfig,
     NeighborConfig,
     PeerConfig,
     TrainConfig,
+    links,
     write_peer_config,
 )
 from topologies.graph_io import save_graph
@@ -33,10 +36,7 @@ def export_peer_configs(
 ) -> list[Path]:
     """Write ``out/<id>.toml`` for every node; node i listens on ``base_port + i``."""
     if graph.is_directed():
-        raise ValueError(
-            "deployed peers exchange over undirected links; simulate directed graphs "
-            "(push-sum) with `gossipfl sim`"
-        )
+        get_algorithm("pushsum").check_graph(graph)
     nodes = [str(v) for v in graph.nodes]
     if not (base_port > 0 and base_port + len(nodes) - 1 < 65536):
         raise ValueError(f"ports {base_port}..{base_port + len(nodes) - 1} are not all valid")
@@ -47,7 +47,7 @@ def export_peer_configs(
     paths = []
     for i, v in enumerate(nodes):
         neighbours = tuple(
-            NeighborConfig(str(n), f"http://{url_host}:{port[str(n)]}") for n in graph.neighbors(v)
+            NeighborConfig(n.id, f"http://{url_host}:{port[n.id]}", n.direction) for n in links(graph, v)
         )
         config = PeerConfig(
             id=v,
@@ -56,6 +56,8 @@ def export_peer_configs(
             neighbors=neighbours,
             data=data(i, len(nodes)),
             train=train,
+            # A digraph's peers run push-sum: plain averaging would be biased on directed links.
+            gossip=GossipConfig(algorithm="pushsum") if graph.is_directed() else GossipConfig(),
             output_dir=out / "out" / v,
         )
         paths.append(write_peer_config(config, out / f"{v}.toml"))

@@ -1,4 +1,4 @@
-"""The ``gossipfl`` command line: one subcommand a module under ``gossipfl.commands``.
+"""The ``gossipfl`` command line: one subcommand a module under ``gossipfl.cli``.
 
 Only argparse is imported here; each subcommand imports torch, aiohttp or matplotlib inside
 its ``run`` when it needs them, so ``gossipfl topology`` starts in a fraction of a second.
@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from gossipfl import __version__
 from gossipfl.errors import GossipError
 
-# name -> one-line help; the module gossipfl.commands.<name> holds add_arguments and run.
+# name -> one-line help; the module gossipfl.cli.<name> holds add_arguments and run.
 COMMANDS = {
     "topology": "build a topology, summarise it, export peer configs, draw it",
     "sim": "simulate many peers on this machine against FedAvg and centralized training",
@@ -34,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"gossipfl {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, help_text in COMMANDS.items():
-        module = importlib.import_module(f"gossipfl.commands.{name.replace('-', '_')}")
+        module = importlib.import_module(f"gossipfl.cli.{name.replace('-', '_')}")
         command = sub.add_parser(name, help=help_text, description=help_text)
         module.add_arguments(command)
     return parser
@@ -43,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    module = importlib.import_module(f"gossipfl.commands.{args.command.replace('-', '_')}")
+    module = importlib.import_module(f"gossipfl.cli.{args.command.replace('-', '_')}")
     try:
         code: int = module.run(args)
     except (GossipError, ValueError) as exc:

@@ -4,11 +4,12 @@
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
-__all__ = ["METRIC_KEYS", "JsonlWriter", "MetricsWriter", "clean", "read_run", "write_config"]
+from gossipfl.node.jsonl import JsonlWriter
+
+__all__ = ["METRIC_KEYS", "MetricsWriter", "read_run", "write_config"]
 
 METRIC_KEYS = (
     "algorithm",
@@ -30,35 +31,6 @@ def write_config(run: Path, config: dict[str, Any]) -> Path:
     path = run / "config.json"
     path.write_text(json.dumps(config, indent=2, default=str) + "\n", encoding="utf-8")
     return path
-
-
-def clean(value: Any) -> Any:
-    # JSON has no NaN: a metric that could not be computed is null.
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
-class JsonlWriter:
-    """Appends one JSON object a line, flushed per row so a crash loses nothing written."""
-
-    def __init__(self, path: Path, append: bool = False) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.path = path
-        self._handle: TextIO = path.open("a" if append else "w", encoding="utf-8")
-
-    def write(self, row: dict[str, Any]) -> None:
-        self._handle.write(json.dumps({k: clean(v) for k, v in row.items()}) + "\n")
-        self._handle.flush()
-
-    def close(self) -> None:
-        self._handle.close()
-
-    def __enter__(self) -> JsonlWriter:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 class MetricsWriter(JsonlWriter):

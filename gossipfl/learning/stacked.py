@@ -21,8 +21,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, grad_and_value, vmap
 
-from gossipfl.consensus import consensus_distance
-from gossipfl.sampling import stream_id, uniform
+from gossipfl.learning.consensus import consensus_distance
+from gossipfl.learning.sampling import stream_id, uniform
 
 __all__ = ["PEER_EVAL_SAMPLES", "Batch", "PeerData", "StackedModels"]
 

@@ -19,7 +19,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from gossipfl.config import TLSConfig, load_peer_config, write_peer_config
-    from gossipfl.tls import create_ca, issue_certificate
+    from gossipfl.transports.tls import create_ca, issue_certificate
 
     paths = sorted(args.directory.glob("*.toml"))
     if not paths:

@@ -9,8 +9,12 @@ import logging
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from gossipfl.commands.options import positive_int
+from gossipfl.cli.options import positive_int
+
+if TYPE_CHECKING:
+    from gossipfl.config import GossipConfig
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -21,17 +25,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--eval-every", type=positive_int, default=1, help="rounds between snapshots")
 
 
+def _matrix(graph: Any, gossip: GossipConfig) -> Any:
+    """The mixing matrix the peers' algorithm mixes ``graph`` with (for the plots' λ₂)."""
+    from topologies import mixing_matrix
+
+    if gossip.algorithm == "pushsum":
+        directed = graph if graph.is_directed() else graph.to_directed()
+        return mixing_matrix(directed, "push-sum", make_lazy=gossip.lazy)
+    return mixing_matrix(graph, gossip.mixing, make_lazy=gossip.lazy)
+
+
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from gossipfl import __version__
-    from gossipfl.commands.peer import configure_logging, until_done_or_signal
+    from gossipfl.cli.export import TOPOLOGY_FILE
+    from gossipfl.cli.peer import configure_logging, until_done_or_signal
     from gossipfl.config import load_peer_config
-    from gossipfl.export import TOPOLOGY_FILE
-    from gossipfl.fleet import Fleet, make_peers
-    from gossipfl.rundir import MetricsWriter, write_config
-    from gossipfl.trainer import build_trainer
-    from topologies import load_graph, metropolis_hastings, second_eigenvalue_modulus
+    from gossipfl.learning.trainer import build_trainer
+    from sim.fleet import Fleet, make_peers
+    from sim.rundir import MetricsWriter, write_config
+    from topologies import load_graph, second_eigenvalue_modulus
 
     paths = sorted(args.directory.glob("*.toml"))
     if not paths:
@@ -76,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
                 {
                     "name": args.directory.name,
                     "peers": graph.number_of_nodes(),
-                    "lambda2": second_eigenvalue_modulus(metropolis_hastings(graph)),
+                    "lambda2": second_eigenvalue_modulus(_matrix(graph, configs[0].gossip)),
                 }
             ]
         write_config(
@@ -95,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
                 first.models.model,
                 first.x_test,
                 first.y_test,
-                algorithm="dpsgd" if configs[0].train.mode == "sync" else "gossip",
+                algorithm=configs[0].gossip.algorithm,
                 topology=args.directory.name,
             ):
                 writer.write(row)

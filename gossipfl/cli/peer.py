@@ -10,7 +10,7 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
-from gossipfl.commands.options import positive_int
+from gossipfl.cli.options import positive_int
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -31,8 +31,8 @@ async def _run_peer(args: argparse.Namespace) -> None:
     import dataclasses
 
     from gossipfl.config import load_peer_config
+    from gossipfl.learning.trainer import build_trainer
     from gossipfl.node.peer import Peer
-    from gossipfl.trainer import build_trainer
 
     config = load_peer_config(args.config)
     if args.rounds:

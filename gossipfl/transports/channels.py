@@ -4,7 +4,7 @@
 ``HttpTransport`` speaks to real peers over HTTP(S) with aiohttp; ``MemoryTransport`` hands
 bytes straight to peers in the same process, for unit tests of the gossip logic;
 ``MemoryListener`` is the matching server half, so the whole protocol runs without sockets.
-The HTTP listener is ``gossipfl.server.HttpListener``. Library
+The HTTP listener is ``gossipfl.transports.server.HttpListener``. Library
 errors are translated here, once, into gossipfl's own (``NeighbourError``,
 ``NeighbourTimeout``, ``Refused``); nothing above this module imports aiohttp to handle a
 failure.

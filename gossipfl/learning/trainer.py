@@ -23,7 +23,7 @@ from torch import nn
 from torch.func import functional_call
 
 from gossipfl.config import DataConfig, TrainConfig
-from gossipfl.stacked import PeerData, StackedModels
+from gossipfl.learning.stacked import PeerData, StackedModels
 
 __all__ = ["NumPyClientTrainer", "TorchTrainer", "Trainer", "build_trainer"]
 
@@ -141,9 +141,9 @@ class NumPyClientTrainer:
 
 def build_trainer(peer_id: str, data: DataConfig, train: TrainConfig) -> TorchTrainer:
     """The built-in trainer for a peer config: load the dataset, keep this peer's part."""
-    from gossipfl.datasets import load_dataset
-    from gossipfl.models import build_model
-    from gossipfl.partition import hospital_groups, partition
+    from gossipfl.learning.datasets import load_dataset
+    from gossipfl.learning.models import build_model
+    from gossipfl.learning.partition import hospital_groups, partition
 
     dataset = load_dataset(data.dataset, data.seed, data.test_fraction, data.label)
     groups = hospital_groups(data.parts, data.hospitals) if data.partition == "by-hospital" else None

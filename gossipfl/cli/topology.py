@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from gossipfl.commands.options import (
+from gossipfl.cli.options import (
     add_data_arguments,
     add_topology_arguments,
     add_train_arguments,
@@ -56,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
             f"spectral gap: {summary['spectral_gap']:.6g}"
         )
     if args.out is not None:
-        from gossipfl.export import export_peer_configs
+        from gossipfl.cli.export import export_peer_configs
 
         hospitals = spec.hospitals or 0
         paths = export_peer_configs(

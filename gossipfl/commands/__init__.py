@@ -1,1 +1,0 @@
-"""Subcommands of the ``gossipfl`` CLI; each module has ``add_arguments`` and ``run``."""
