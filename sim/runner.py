@@ -72,7 +72,8 @@ def _device(name: str) -> torch.device:
             return torch.device("cpu")
         return torch.device("cuda", torch.cuda.current_device())
     if device.index >= count:
-        raise ValueError(f"no CUDA device {name!r}: this machine has {count} (use cuda:0 .. cuda:N-1, or cpu)")
+        have = f"cuda:0 .. cuda:{count - 1}" if count else "none"
+        raise ValueError(f"no CUDA device {name!r} on this machine (its CUDA devices: {have})")
     return device
 
 

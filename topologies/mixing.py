@@ -204,9 +204,7 @@ def _general_second_modulus(w: sp.csr_matrix) -> float:
         return _beside_one(values)
     except spla.ArpackNoConvergence:
         pass
-    values = spla.eigs(
-        sp.csc_matrix(w), k=_NEAR_ONE, sigma=1.0 + 1e-6, which="LM", return_eigenvectors=False
-    )
+    values = spla.eigs(sp.csc_matrix(w), k=_NEAR_ONE, sigma=1.0 + 1e-6, which="LM", return_eigenvectors=False)
     return _beside_one(values)
 
 

@@ -14,8 +14,8 @@ import topologies as t
 from gossipfl.cli import main
 from gossipfl.consensus import consensus_distance
 from gossipfl.stacked import StackedModels
-from sim.config import SimConfig
 from sim import plots
+from sim.config import SimConfig
 from sim.vectorized import _MatrixExchange
 from topologies.spec import TopologySpec
 
