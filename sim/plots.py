@@ -15,15 +15,25 @@ Series = dict[str, list[Any]]
 BASELINES = {"fedavg": "FedAvg (server)", "central": "centralized SGD"}
 
 
-def _collect(runs: list[Path]) -> tuple[dict[str, Series], dict[str, float]]:
-    """Rows grouped by run label, and lambda_2 per topology label."""
+def _lambda2_by_algorithm(stat: dict[str, Any]) -> dict[str, float]:
+    """lambda_2 of the matrix each algorithm mixes with. Run directories written before
+    ``lambda2_pushsum`` existed hold only ``lambda2``, which then stands for both."""
+    return {
+        "dpsgd": float(stat["lambda2"]),
+        "pushsum": float(stat.get("lambda2_pushsum", stat["lambda2"])),
+    }
+
+
+def _collect(runs: list[Path]) -> tuple[dict[str, Series], dict[tuple[str, str], float]]:
+    """Rows grouped by run label, and lambda_2 per (topology label, algorithm)."""
     series: dict[str, Series] = {}
-    lambda2: dict[str, float] = {}
+    lambda2: dict[tuple[str, str], float] = {}
     labels = []
     for run in runs:
         config, rows = read_run(run)
         for stat in config.get("topology_stats", []):
-            lambda2[stat["name"]] = float(stat["lambda2"])
+            for algorithm, lam in _lambda2_by_algorithm(stat).items():
+                lambda2[(stat["name"], algorithm)] = lam
         grouped: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
         for row in rows:
             grouped[(row["algorithm"], row["topology"])].append(row)
@@ -42,13 +52,14 @@ def _collect(runs: list[Path]) -> tuple[dict[str, Series], dict[str, float]]:
 
 
 def _draw_theory(
-    ax: Any, s: Series, points: list[tuple[int, float]], lambda2: dict[str, float], color: str
+    ax: Any, s: Series, points: list[tuple[int, float]], lambda2: dict[tuple[str, str], float], color: str
 ) -> bool:
     """Dashed ``c0 * lambda_2^(2 (t - t0))`` from a run's first point, where it applies: a
-    matrix-mixing algorithm whose peers start apart (round 0 already disagrees). Runs that
-    start in consensus only show the gradient-noise floor, which theory does not predict."""
-    lam = lambda2.get(s["topology"][0])
-    if lam is None or not 0 < lam < 1 or s["algorithm"][0] not in ("dpsgd", "pushsum"):
+    matrix-mixing algorithm whose peers start apart (round 0 already disagrees), with the
+    lambda_2 of that algorithm's own matrix. Runs that start in consensus only show the
+    gradient-noise floor, which theory does not predict."""
+    lam = lambda2.get((s["topology"][0], s["algorithm"][0]))
+    if lam is None or not 0 < lam < 1:
         return False
     r0, c0 = points[0]
     if r0 != 0:

@@ -22,7 +22,7 @@ from sim.config import PYTHON_DATA, SimConfig
 from sim.rundir import MetricsWriter, write_config
 from sim.task import LossFn, Task, make_task
 from topologies import hospital_id, second_eigenvalue_modulus
-from topologies.spec import build
+from topologies.spec import TopologySpec, build
 
 __all__ = ["run_simulation"]
 
@@ -55,10 +55,51 @@ def _reuse_freed_memory() -> None:
 
 
 def _device(name: str) -> torch.device:
-    if name == "cuda" and not torch.cuda.is_available():
-        print("gossipfl sim: no CUDA device available, running on the CPU", file=sys.stderr)
+    """The device ``--device`` names, resolved to the one the run will use.
+
+    ``cpu``, ``cuda`` (the current GPU, or the CPU with a note when there is none) or
+    ``cuda:N`` (exactly that GPU: refused when it does not exist); anything else is refused.
+    """
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        device = None
+    if device is None or device.type not in ("cpu", "cuda"):
+        raise ValueError(f"unknown device {name!r}; use cpu, cuda or cuda:N")
+    if device.type == "cpu":
         return torch.device("cpu")
-    return torch.device(name)
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if device.index is None:
+        if count == 0:
+            print("gossipfl sim: no CUDA device available, running on the CPU", file=sys.stderr)
+            return torch.device("cpu")
+        return torch.device("cuda", torch.cuda.current_device())
+    if device.index >= count:
+        have = f"cuda:0 .. cuda:{count - 1}" if count else "none"
+        raise ValueError(f"no CUDA device {name!r} on this machine (its CUDA devices: {have})")
+    return device
+
+
+def _topology_stats(config: SimConfig, spec: TopologySpec, graph: nx.Graph) -> dict[str, Any]:
+    """Size and lambda_2 of a topology's mixing matrix, per algorithm that mixes with one.
+
+    ``lambda2`` is the matrix D-PSGD mixes with on an undirected graph (``--mixing``), and the
+    push-sum matrix on a directed one; ``lambda2_pushsum`` is push-sum's, present when a push-sum
+    run is planned. Either refuses a graph its algorithm cannot run on.
+    """
+    directed = graph.is_directed()
+    stats: dict[str, Any] = {
+        "name": spec.name,
+        "peers": graph.number_of_nodes(),
+        "lambda2": second_eigenvalue_modulus(config.mixing_for(graph, push_sum=directed)),
+    }
+    if "pushsum" in config.algorithms:
+        stats["lambda2_pushsum"] = (
+            stats["lambda2"]
+            if directed
+            else second_eigenvalue_modulus(config.mixing_for(graph, push_sum=True))
+        )
+    return stats
 
 
 def _groups(graph: nx.Graph) -> np.ndarray | None:
@@ -164,14 +205,7 @@ def run_simulation(
     num_params = sum(p.numel() for p in task.new_model().parameters())
     if max(peers for *_, peers, _ in runs) * num_params <= _RETAIN_LIMIT:
         _reuse_freed_memory()
-    stats = [
-        {
-            "name": spec.name,
-            "peers": g.number_of_nodes(),
-            "lambda2": second_eigenvalue_modulus(config.mixing_for(g, push_sum=g.is_directed())),
-        }
-        for spec, g in zip(config.topologies, graphs, strict=True)
-    ]
+    stats = [_topology_stats(config, spec, g) for spec, g in zip(config.topologies, graphs, strict=True)]
     writer = None
     if config.out is not None:
         write_config(
@@ -180,7 +214,7 @@ def run_simulation(
                 "gossipfl_version": __version__,
                 "command": sys.argv,
                 "engine": config.engine,
-                "sim": config.to_json(),
+                "sim": {**config.to_json(), "device": str(device)},
                 "topology_stats": stats,
                 "model_bytes": task.model_bytes,
                 # Set when the model or loss came from Python rather than the config.

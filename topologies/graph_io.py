@@ -6,6 +6,8 @@
 - ``.graphml``: GraphML as networkx writes it; directedness is stored in the file.
 
 Node ids are validated because they become file names, certificate names and URL parts.
+Parallel edges (a GraphML multigraph) collapse into one link, since two peers exchange once
+per round whatever the multiplicity; in a directed file ``u -> v`` and ``v -> u`` stay two links.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from pathlib import Path
 
 import networkx as nx
 
-__all__ = ["SUFFIXES", "load_graph", "save_graph", "validate_node_id"]
+__all__ = ["SUFFIXES", "load_graph", "save_graph", "simple_graph", "validate_node_id"]
 
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _EDGE_LIST = {".edges", ".edgelist", ".txt"}
@@ -34,7 +36,15 @@ def validate_node_id(node: object, where: str = "graph") -> str:
     return text
 
 
+def simple_graph(graph: nx.Graph) -> nx.Graph:
+    """``graph`` with parallel edges collapsed into one (node order kept); others as they are."""
+    if not graph.is_multigraph():
+        return graph
+    return nx.DiGraph(graph) if graph.is_directed() else nx.Graph(graph)
+
+
 def _checked(graph: nx.Graph, where: str) -> nx.Graph:
+    graph = simple_graph(graph)
     if graph.number_of_nodes() == 0:
         raise ValueError(f"{where}: the graph has no nodes")
     loops = list(nx.selfloop_edges(graph))

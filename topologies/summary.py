@@ -8,6 +8,7 @@ import networkx as nx
 import numpy as np
 from scipy.sparse import csgraph
 
+from topologies.graph_io import simple_graph
 from topologies.mixing import MixingRule, mixing_matrix, spectral_gap
 
 __all__ = ["diameter", "summarize"]
@@ -33,7 +34,11 @@ def diameter(graph: nx.Graph) -> int | None:
 
 
 def summarize(graph: nx.Graph, rule: MixingRule = "auto") -> dict[str, Any]:
-    """The summary ``gossipfl topology --json`` prints (out-degrees for directed graphs)."""
+    """The summary ``gossipfl topology --json`` prints (out-degrees for directed graphs).
+
+    Parallel edges count once; push-sum refuses digraphs that are not strongly connected.
+    """
+    graph = simple_graph(graph)
     degrees = np.array(
         [d for _, d in (graph.out_degree if graph.is_directed() else graph.degree)], dtype=float
     )

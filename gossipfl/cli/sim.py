@@ -72,7 +72,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--client-fraction", type=float, default=1.0, help="fedavg: fraction of clients sampled per round"
     )
     s.add_argument("--eval-every", type=positive_int, help="rounds between evaluations")
-    s.add_argument("--device", default="cpu", help="cpu or cuda (falls back to cpu)")
+    s.add_argument(
+        "--device", default="cpu", help="cpu, cuda (the CPU when there is no GPU) or cuda:N (that GPU)"
+    )
     s.add_argument(
         "--engine",
         choices=("vectorized", "network"),

@@ -92,3 +92,32 @@ def test_bad_flag_value_is_rejected_by_the_parser() -> None:
     )
     assert done.returncode == 2
     assert "must be a positive integer" in done.stderr
+
+
+def test_parallel_edges_in_graphml_are_summarised_once(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "multi.graphml"
+    path.write_text(
+        '<?xml version="1.0" encoding="UTF-8"?>\n'
+        '<graphml xmlns="http://graphml.graphdrawing.org/xmlns">\n'
+        '<graph edgedefault="undirected">\n'
+        '<node id="a"/><node id="b"/><node id="c"/><node id="d"/>\n'
+        '<edge source="a" target="b"/><edge source="a" target="b"/>\n'
+        '<edge source="b" target="c"/><edge source="c" target="d"/><edge source="d" target="a"/>\n'
+        "</graph></graphml>\n"
+    )
+    assert main(["topology", str(path), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert (summary["nodes"], summary["edges"], summary["degree_max"]) == (4, 4, 2)
+    assert summary["spectral_gap"] == pytest.approx(2 / 3, abs=1e-12)  # 4-ring: lambda_2 = -1/3
+
+
+def test_push_sum_summary_refuses_a_directed_path(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "path.edges"
+    path.write_text("# directed\np0 p1\np1 p2\np2 p3\np3 p4\n")
+    assert main(["topology", str(path), "--json"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert "push-sum needs a strongly connected digraph" in captured.err
+    assert len(captured.err.strip().splitlines()) == 1

@@ -64,3 +64,23 @@ def test_summary_of_known_graphs() -> None:
     assert s["spectral_gap"] == pytest.approx(1 - (1 / 3 + 2 / 3 * math.cos(2 * math.pi / 10)))
     disconnected = nx.Graph([("a", "b"), ("c", "d")])
     assert t.diameter(disconnected) is None
+
+
+@pytest.mark.parametrize("directed", [False, True], ids=["undirected", "directed"])
+def test_graphml_with_parallel_edges_loads_as_one_link_each(tmp_path: Path, directed: bool) -> None:
+    multi = nx.MultiDiGraph() if directed else nx.MultiGraph()
+    multi.add_edges_from([("a", "b"), ("a", "b"), ("b", "c"), ("c", "a"), ("c", "a"), ("c", "a")])
+    path = tmp_path / "parallel.graphml"
+    nx.write_graphml(multi, path)
+    assert path.read_text().count("<edge ") == 6  # the file really holds parallel edges
+    g = t.load_graph(path)
+    assert not g.is_multigraph() and g.is_directed() == directed
+    assert list(g.nodes) == ["a", "b", "c"]
+    if directed:
+        assert set(g.edges) == {("a", "b"), ("b", "c"), ("c", "a")}
+    else:
+        assert {tuple(sorted(e)) for e in g.edges} == {("a", "b"), ("b", "c"), ("a", "c")}
+    summary = t.summarize(g)
+    assert summary["edges"] == 3
+    # an undirected triangle mixes in one round; push-sum on a directed 3-cycle has |lambda_2| = 1/2
+    assert summary["spectral_gap"] == pytest.approx(0.5 if directed else 1.0, abs=1e-12)

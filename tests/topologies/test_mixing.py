@@ -1,7 +1,9 @@
+import networkx as nx
 import numpy as np
 import pytest
 
 import topologies as t
+from topologies import mixing
 
 
 def dense(w) -> np.ndarray:
@@ -84,3 +86,66 @@ def test_sparse_eigensolver_agrees_with_closed_form_at_scale() -> None:
 def test_mixing_matrix_of_10000_nodes_is_sparse() -> None:
     w = t.mixing_matrix(t.ring(10_000))
     assert w.nnz == 30_000
+
+
+def test_directed_ring_of_2000_push_sum_gap_closed_form() -> None:
+    # P = (I + shift)/2 is circulant: eigenvalues (1 + w^k)/2, moduli |cos(pi k / n)|.
+    # Plain Arnoldi stalls on these near-equal moduli (the old ArpackNoConvergence).
+    n = 2000
+    gap = t.spectral_gap(t.push_sum(t.directed_ring(n)))
+    assert gap == pytest.approx(1 - np.cos(np.pi / n), rel=1e-6)
+
+
+def _ring_moduli(n: int, make_lazy: bool) -> float:
+    # (I + P)/2 of the circulant P has eigenvalues (3 + w^k)/4
+    w = np.exp(2j * np.pi / n)
+    return float(abs(3 + w) / 4 if make_lazy else abs(1 + w) / 2)
+
+
+@pytest.mark.parametrize(
+    ("graph", "make_lazy"),
+    [
+        (t.directed_ring(300), False),  # slow mixing: the shift-invert branch
+        (t.directed_ring(300), True),
+        (nx.gnp_random_graph(200, 0.05, seed=4, directed=True), False),  # fast: plain Arnoldi
+    ],
+    ids=["ring", "lazy-ring", "random"],
+)
+def test_sparse_push_sum_eigensolver_matches_reference(
+    monkeypatch: pytest.MonkeyPatch, graph: nx.DiGraph, make_lazy: bool
+) -> None:
+    graph = graph.subgraph(max(nx.strongly_connected_components(graph), key=len)).copy()
+    p = t.mixing_matrix(graph, "push-sum", make_lazy=make_lazy)
+    n = graph.number_of_nodes()
+    if nx.is_isomorphic(graph, t.directed_ring(n)):
+        expected = _ring_moduli(n, make_lazy)
+    else:
+        expected = float(np.sort(np.abs(np.linalg.eigvals(dense(p))))[-2])
+    monkeypatch.setattr(mixing, "_DENSE_LIMIT_NONSYMMETRIC", 10)  # force the sparse path
+    assert t.second_eigenvalue_modulus(p) == pytest.approx(expected, abs=1e-9)
+
+
+@pytest.mark.parametrize(
+    "edges",
+    [
+        [("a", "b"), ("b", "c"), ("c", "d"), ("d", "e")],  # directed path of 5
+        [("a", "b"), ("b", "a"), ("c", "d"), ("d", "c")],  # two separate 2-cycles
+    ],
+    ids=["path", "two-cycles"],
+)
+def test_push_sum_refuses_digraphs_that_are_not_strongly_connected(edges: list[tuple[str, str]]) -> None:
+    with pytest.raises(ValueError, match="push-sum needs a strongly connected digraph") as info:
+        t.push_sum(nx.DiGraph(edges))
+    assert "cannot reach" in str(info.value) and "\n" not in str(info.value)
+    with pytest.raises(ValueError, match="strongly connected"):
+        t.summarize(nx.DiGraph(edges))
+
+
+def test_parallel_edges_count_once_in_every_matrix() -> None:
+    simple = t.hospital_mesh(3, 3, 2)
+    multi = nx.MultiGraph(simple)
+    multi.add_edges_from(list(simple.edges)[:5])  # a second copy of five links
+    for rule in ("metropolis", "push-sum"):
+        g, m = (simple, multi) if rule == "metropolis" else (simple.to_directed(), multi.to_directed())
+        np.testing.assert_array_equal(dense(t.mixing_matrix(m, rule)), dense(t.mixing_matrix(g, rule)))
+    assert t.summarize(multi) == t.summarize(simple)
