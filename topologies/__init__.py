@@ -17,7 +17,6 @@ from topologies.graph_io import load_graph, save_graph
 from topologies.mixing import (
     lazy,
     metropolis_hastings,
-    metropolis_hastings_weight,
     mixing_matrix,
     push_sum,
     second_eigenvalue_modulus,
@@ -40,7 +39,6 @@ __all__ = [
     "lazy",
     "load_graph",
     "metropolis_hastings",
-    "metropolis_hastings_weight",
     "mixing_matrix",
     "push_sum",
     "random",

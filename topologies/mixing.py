@@ -27,7 +27,6 @@ __all__ = [
     "MixingRule",
     "lazy",
     "metropolis_hastings",
-    "metropolis_hastings_weight",
     "mixing_matrix",
     "push_sum",
     "second_eigenvalue_modulus",
@@ -45,11 +44,6 @@ _DENSE_LIMIT_NONSYMMETRIC = 400
 # and how many eigenvalues next to 1 shift-invert computes.
 _ARNOLDI_RESTARTS = 100
 _NEAR_ONE = 6
-
-
-def metropolis_hastings_weight(degree_i: int, degree_j: int) -> float:
-    """The weight a peer of degree ``degree_i`` gives a neighbour of degree ``degree_j``."""
-    return 1.0 / (1.0 + max(degree_i, degree_j))
 
 
 def _edge_index(graph: nx.Graph) -> tuple[np.ndarray, np.ndarray, int]:
