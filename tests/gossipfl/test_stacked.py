@@ -58,10 +58,8 @@ def test_batchnorm_rows_equal_single_peer_and_plain_torch_training() -> None:
     model = bn_model()
     stacked = StackedModels(copy.deepcopy(model), 3)
     train(stacked, PeerData(parts, x, y, torch.device("cpu"), seed=5))
-    assert stacked.names == ["0.weight", "0.bias", "1.weight", "1.bias", "3.weight", "3.bias"] + [
-        "1.running_mean",
-        "1.running_var",
-    ]
+    parameters = ["0.weight", "0.bias", "1.weight", "1.bias", "3.weight", "3.bias"]
+    assert stacked.names == [*parameters, "1.running_mean", "1.running_var"]
     assert stacked.num_params == sum(p.numel() for p in model.parameters())
     assert stacked.width == stacked.num_params + 16
     assert stacked.momentum is not None and stacked.momentum.shape == (3, stacked.num_params)
@@ -170,7 +168,7 @@ def test_integer_buffers_are_local_and_bad_inputs_are_refused() -> None:
         scalar.step(batch, LR, 0.0, torch.ones(2, dtype=torch.bool))
     frozen = bn_model()
     frozen[0].weight.requires_grad_(False)
-    with pytest.raises(ValueError, match="frozen: 0.weight"):
+    with pytest.raises(ValueError, match=r"frozen: 0\.weight"):
         StackedModels(frozen, 2)
 
 
