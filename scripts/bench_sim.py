@@ -26,6 +26,11 @@ import textwrap
 import time
 from pathlib import Path
 
+# Benchmark the checkout this script belongs to, not whichever gossipfl is installed: run as
+# `python scripts/bench_sim.py`, Python puts scripts/ first on sys.path, not the repository.
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
 PLAIN_FEDAVG = textwrap.dedent(
     """
     import numpy as np, torch
@@ -184,7 +189,7 @@ def bench_10k(repeats: int) -> dict[str, float]:
         print(json.dumps(result))
         """
     )
-    root = str(Path(__file__).resolve().parent.parent)
+    root = str(ROOT)
     peaks, totals, rounds = [], [], []
     with tempfile.TemporaryDirectory() as tmp:
         for _ in range(repeats):
@@ -207,7 +212,7 @@ def bench_10k(repeats: int) -> dict[str, float]:
 
 def _process_seconds(argv: list[str]) -> float:
     start = time.perf_counter()
-    subprocess.run(argv, check=True, capture_output=True, text=True)
+    subprocess.run(argv, check=True, capture_output=True, text=True, cwd=ROOT)
     return time.perf_counter() - start
 
 

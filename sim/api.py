@@ -38,9 +38,9 @@ import torch
 from torch import nn
 
 from gossipfl.learning.datasets import Dataset
+from gossipfl.learning.stacked import LossFn
 from sim.config import DATASET_DEFAULTS, FILE_DEFAULTS, PYTHON_DATA, SimConfig
 from sim.runner import Partition, run_simulation
-from sim.task import LossFn
 from topologies.graph_io import save_graph
 from topologies.spec import TopologySpec
 

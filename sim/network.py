@@ -66,7 +66,7 @@ def run_network(
         data = PeerData(
             [parts[index[v]]], task.x_train, task.y_train, task.device, seed=config.seed, peer_ids=[index[v]]
         )
-        trainer = TorchTrainer(task.new_model(), data, task.x_test, task.y_test, train)
+        trainer = TorchTrainer(task.new_model(), data, task.x_test, task.y_test, train, loss_fn=task.loss_fn)
         trainer.set_weights(start.unflatten(start.flat[index[v]]))
         trainers.append(trainer)
     undirected = graph.to_undirected() if graph.is_directed() else graph

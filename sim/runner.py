@@ -18,9 +18,10 @@ from gossipfl import __version__
 from gossipfl.algorithms import get_algorithm
 from gossipfl.learning.datasets import Dataset, load_dataset
 from gossipfl.learning.partition import check_partition, load_partition, partition
+from gossipfl.learning.stacked import LossFn
 from sim.config import PYTHON_DATA, SimConfig
 from sim.rundir import MetricsWriter, write_config
-from sim.task import LossFn, Task, make_task
+from sim.task import Task, make_task
 from topologies import hospital_id, second_eigenvalue_modulus
 from topologies.spec import TopologySpec, build
 

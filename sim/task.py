@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -13,11 +12,9 @@ from torch import nn
 from gossipfl.config import TrainConfig
 from gossipfl.learning.datasets import Dataset
 from gossipfl.learning.models import build_model
+from gossipfl.learning.stacked import LossFn, cross_entropy
 
-__all__ = ["LossFn", "Task", "make_task", "message_bytes"]
-
-# Per-sample losses from (model outputs, targets); None means cross-entropy.
-LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+__all__ = ["Task", "make_task", "message_bytes"]
 
 
 def message_bytes(model: nn.Module) -> int:
@@ -40,7 +37,7 @@ class Task:
     model_bytes: int
     # A user's model: every peer starts from a copy of it (the built-in one is rebuilt).
     model: nn.Module | None = None
-    loss_fn: LossFn | None = None
+    loss_fn: LossFn = cross_entropy
 
     def new_model(self) -> nn.Module:
         """The model every peer starts from: same seed, same weights."""
@@ -66,6 +63,7 @@ def make_task(
     model: nn.Module | None = None,
     loss_fn: LossFn | None = None,
 ) -> Task:
+    """The shared parts of a simulation; ``model``/``loss_fn`` replace the built-in ones."""
     def tensor(a: object, dtype: torch.dtype) -> torch.Tensor:
         return torch.as_tensor(a, dtype=dtype).to(device)
 
@@ -81,6 +79,6 @@ def make_task(
         y_test=tensor(data.y_test, label_dtype),
         model_bytes=0,
         model=model,
-        loss_fn=loss_fn,
+        loss_fn=loss_fn or cross_entropy,
     )
     return dataclasses.replace(task, model_bytes=message_bytes(task.new_model()))

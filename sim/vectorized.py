@@ -301,7 +301,9 @@ def run_vectorized(
         batch *= peers  # as many sample-gradients per step as all peers together
     device = task.device
     data = PeerData(parts, task.x_train, task.y_train, device, seed=config.seed)
-    models = StackedModels(task.new_model(), len(parts), init=config.init, seed=config.seed, device=device)
+    models = StackedModels(
+        task.new_model(), len(parts), init=config.init, seed=config.seed, device=device, loss_fn=task.loss_fn
+    )
     # Client sampling has its own generator; minibatches, dropouts and matchings are
     # counter-based draws that real peers reproduce.
     fedavg = (

@@ -4,9 +4,11 @@ A ``Trainer`` owns a model and its peer's local data. The peer keeps the authori
 weights itself and hands them to the trainer only around ``fit``, so gossip can average
 weights while a training step runs in its thread.
 
-``TorchTrainer`` is the built-in one (logreg, MLP, CNN on the built-in datasets); it is the
-simulator's vectorized trainer with a single peer, so a real peer computes exactly the local
-steps the simulator computes for it. ``NumPyClientTrainer`` adapts an object written for
+``TorchTrainer`` is the built-in one: any ``torch.nn.Module`` (the built-in models or a
+user's, BatchNorm included) with any per-sample loss; it is the simulator's vectorized
+trainer with a single peer, so a real peer computes exactly the local steps the simulator
+computes for it, and its weights (parameters and float buffers, see ``gossipfl.learning.stacked``)
+are what it gossips. ``NumPyClientTrainer`` adapts an object written for
 Flower's ``NumPyClient`` (get_parameters / fit / evaluate) without importing Flower.
 """
 
@@ -18,14 +20,14 @@ from typing import Any, Protocol
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
-from torch.func import functional_call
 
 from gossipfl.config import DataConfig, TrainConfig
-from gossipfl.learning.stacked import PeerData, StackedModels
+from gossipfl.learning.stacked import LossFn, PeerData, StackedModels, cross_entropy
 
 __all__ = ["NumPyClientTrainer", "TorchTrainer", "Trainer", "build_trainer"]
+
+_LOCAL = "local."  # optimizer-state key prefix of a peer's local (integer) buffers
 
 
 class Trainer(Protocol):
@@ -49,7 +51,13 @@ class Trainer(Protocol):
 
 
 class TorchTrainer:
-    """Local SGD (with optional momentum) of one built-in model on one peer's samples."""
+    """Local SGD (with optional momentum) of one model on one peer's samples.
+
+    ``loss_fn(outputs, targets)`` returns one loss per sample (default cross-entropy); it is
+    trained on and reported as the test loss. The test accuracy is argmax accuracy.
+    Integer buffers (BatchNorm's ``num_batches_tracked``) are local: they are not in the
+    weights but travel in the optimizer state, so a checkpoint restores them.
+    """
 
     def __init__(
         self,
@@ -58,8 +66,10 @@ class TorchTrainer:
         x_test: torch.Tensor,
         y_test: torch.Tensor,
         train: TrainConfig,
+        *,
+        loss_fn: LossFn = cross_entropy,
     ) -> None:
-        self.models = StackedModels(model, 1)
+        self.models = StackedModels(model, 1, loss_fn=loss_fn)
         self.data = data
         self.x_test, self.y_test = x_test, y_test
         self.train = train
@@ -81,21 +91,24 @@ class TorchTrainer:
         return float(np.mean(losses)) if losses else math.nan
 
     def evaluate(self) -> tuple[float, float]:
+        outputs = self.models.outputs(self.models.flat[0], self.x_test)
         with torch.no_grad():
-            params = self.models.unflatten(self.models.flat[0])
-            logits = functional_call(self.models.model, params, (self.x_test,))
-            loss = float(F.cross_entropy(logits, self.y_test))
-            accuracy = float((logits.argmax(dim=1) == self.y_test).float().mean())
+            loss = float(self.models.loss_fn(outputs, self.y_test).mean())
+        accuracy = float((outputs.argmax(dim=1) == self.y_test).float().mean())
         return loss, accuracy
 
     def optimizer_state(self) -> dict[str, torch.Tensor]:
-        if self.models.momentum is None:
-            return {}
-        return {"momentum": self.models.momentum.clone()}
+        state = {_LOCAL + name: b.clone() for name, b in self.models.local.items()}
+        if self.models.momentum is not None:
+            state["momentum"] = self.models.momentum.clone()
+        return state
 
     def load_optimizer_state(self, state: Mapping[str, torch.Tensor]) -> None:
         if "momentum" in state:
             self.models.momentum = state["momentum"].clone()
+        for name, b in self.models.local.items():
+            if _LOCAL + name in state:
+                b.copy_(state[_LOCAL + name])
 
 
 class NumPyClientTrainer:
