@@ -256,8 +256,9 @@ class _Bytes:
     """Exact bytes of the messages real peers would send: their metadata (sender id, round,
     sample count, degree) varies in length from peer to peer and round to round."""
 
-    def __init__(self, task: Task, exchange: GossipExchange, parts: list[np.ndarray]) -> None:
-        self.message_size = MessageSize(dict(task.new_model().state_dict()))
+    def __init__(self, models: StackedModels, exchange: GossipExchange, parts: list[np.ndarray]) -> None:
+        # A peer sends what the stack holds: parameters and float buffers, not integer ones.
+        self.message_size = MessageSize(models.unflatten(models.flat[0]))
         self.exchange = exchange
         self.samples = [len(p) for p in parts]
         self._by_digits: dict[int, torch.Tensor] = {}
@@ -317,7 +318,7 @@ def run_vectorized(
     if fedavg is None and algorithm != "central":
         assert graph is not None
         gossip = exchange_for(config, algorithm, graph, device)
-    count_bytes = None if gossip is None else _Bytes(task, gossip, parts)
+    count_bytes = None if gossip is None else _Bytes(models, gossip, parts)
     ids = torch.arange(len(parts), device=device)
     label = {"central": "pooled", "fedavg": "server"}.get(algorithm, topology)
     sent = 0

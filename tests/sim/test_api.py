@@ -122,3 +122,36 @@ def test_pushsum_refuses_a_digraph_that_is_not_strongly_connected(
     args = ["sim", "--topology", str(path), "--algorithm", "pushsum", "--rounds", "2", "--quiet"]
     code = main([*args, "--out", str(out)])
     assert code == 2 and "strongly connected" in capsys.readouterr().err
+
+
+class WithBatchNorm(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = nn.Sequential(nn.Linear(2, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)
+
+
+def test_a_batchnorm_model_gives_the_same_curves_in_both_engines(tmp_path: Path) -> None:
+    x, y = blobs(seed=3)
+    runs = {}
+    for engine in ("vectorized", "network"):
+        torch.manual_seed(0)
+        runs[engine] = simulate(
+            topology="ring",
+            peers=4,
+            model=WithBatchNorm(),
+            data=(x[:200], y[:200], x[200:], y[200:]),
+            rounds=6,
+            lr=0.1,
+            batch_size=16,
+            eval_every=3,
+            engine=engine,
+            out=tmp_path / engine,
+        )
+    for v, n in zip(runs["vectorized"], runs["network"], strict=True):
+        assert n["test_accuracy"] == pytest.approx(v["test_accuracy"], abs=0.005)
+        assert n["consensus_distance"] == pytest.approx(v["consensus_distance"], rel=1e-3, abs=1e-9)
+        assert n["bytes_sent"] == v["bytes_sent"]
+    assert runs["vectorized"][-1]["test_accuracy"] > 0.5  # it learns (3 classes)
