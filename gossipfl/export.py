@@ -43,21 +43,22 @@ def export_peer_configs(
     port = {v: base_port + i for i, v in enumerate(nodes)}
     # IPv6 literals need brackets inside a URL.
     url_host = f"[{host}]" if ":" in host else host
-    out.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for i, v in enumerate(nodes):
-        neighbours = tuple(
-            NeighborConfig(str(n), f"http://{url_host}:{port[str(n)]}") for n in graph.neighbors(v)
-        )
-        config = PeerConfig(
+    # Every config is built, and so checked, before the first file is written.
+    configs = [
+        PeerConfig(
             id=v,
             host=host,
             port=port[v],
-            neighbors=neighbours,
+            neighbors=tuple(
+                NeighborConfig(str(n), f"http://{url_host}:{port[str(n)]}") for n in graph.neighbors(v)
+            ),
             data=data(i, len(nodes)),
             train=train,
             output_dir=out / "out" / v,
         )
-        paths.append(write_peer_config(config, out / f"{v}.toml"))
+        for i, v in enumerate(nodes)
+    ]
+    out.mkdir(parents=True, exist_ok=True)
+    paths = [write_peer_config(config, out / f"{config.id}.toml") for config in configs]
     save_graph(graph, out / TOPOLOGY_FILE)
     return paths

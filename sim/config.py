@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import networkx as nx
 import scipy.sparse as sp
 
-from gossipfl.config import MODELS, PARTITIONS, TrainConfig, check_dataset
+from gossipfl import checks
+from gossipfl.config import TrainConfig
+from gossipfl.datasets import check_dataset
+from gossipfl.errors import ConfigError
+from gossipfl.partition import PARTITIONS
 from topologies.mixing import mixing_matrix
 from topologies.spec import TopologySpec
 
@@ -17,12 +22,24 @@ __all__ = [
     "ALGORITHMS",
     "BASELINES",
     "DATASET_DEFAULTS",
+    "ENGINES",
+    "INITS",
+    "MIXINGS",
     "SimConfig",
 ]
 
 ALGORITHMS = ("dpsgd", "pushsum", "gossip")
-BASELINES = ("fedavg", "central")
-ENGINES = ("vectorized", "network")
+# The centralized baselines (sim.vectorized runs them): name -> label in plots.
+BASELINES = {"fedavg": "FedAvg (server)", "central": "centralized SGD"}
+# Where the peers run: name -> what it is, for --help.
+ENGINES = {
+    "vectorized": "all peers as batched tensors in this process",
+    "network": "real peers over loopback HTTP (dpsgd only)",
+}
+# How peers' initial models relate.
+INITS = {"shared": "all peers start from one model", "independent": "each peer from its own"}
+# dpsgd's mixing weights; auto is Metropolis–Hastings.
+MIXINGS = ("auto", "metropolis", "uniform")
 
 # Defaults that train well on each dataset in a few hundred rounds.
 DATASET_DEFAULTS: dict[str, TrainConfig] = {
@@ -57,30 +74,43 @@ class SimConfig:
     engine: str = "vectorized"
     out: Path | None = None
     clients: int | None = None  # baselines' client count when no topology fixes it
+    threads: int = 0  # torch's compute threads; 0: automatic (see gossipfl.threads)
 
     def __post_init__(self) -> None:
-        check_dataset(self.dataset)
+        if not all(isinstance(t, TopologySpec) for t in self.topologies):
+            raise ConfigError(f"expected TopologySpec values, got {self.topologies!r}", "topologies")
         _one_of("algorithm", self.algorithms, ALGORITHMS)
         _one_of("baseline", self.baselines, BASELINES)
-        _one_of("partition", (self.partition,), PARTITIONS)
-        _one_of("model", (self.train.model,), MODELS)
-        _one_of("engine", (self.engine,), ENGINES)
-        _one_of("init", (self.init,), ("shared", "independent"))
-        _one_of("mixing", (self.mixing,), ("auto", "metropolis", "uniform"))
+        check_dataset(self.dataset)
+        checks.one_of("partition", self.partition, PARTITIONS)
+        object.__setattr__(self, "alpha", checks.real("alpha", self.alpha, 0.0, low_open=True))
+        checks.text("label", self.label)
+        checks.real("test_fraction", self.test_fraction, 0.01, 0.9)
+        if not isinstance(self.train, TrainConfig):
+            raise ConfigError(f"expected a TrainConfig, got {self.train!r}", "train")
+        checks.one_of("init", self.init, INITS)
+        checks.one_of("mixing", self.mixing, MIXINGS)
+        if not isinstance(self.lazy, bool):
+            raise ConfigError(f"expected true or false, got {self.lazy!r}", "lazy")
+        checks.real("dropout_prob", self.dropout_prob, 0.0, 1.0, high_open=True)
+        checks.real("client_fraction", self.client_fraction, 0.0, 1.0, low_open=True)
+        checks.integer("eval_every", self.eval_every, 1)
+        checks.integer("seed", self.seed, 0)
+        checks.text("device", self.device)
+        checks.one_of("engine", self.engine, ENGINES)
+        if self.out is not None and not isinstance(self.out, Path):
+            raise ConfigError(f"expected a path or None, got {self.out!r}", "out")
+        if self.clients is not None:
+            checks.integer("clients", self.clients, 1)
+        checks.integer("threads", self.threads, 0)
         if not self.algorithms and not self.baselines:
-            raise ValueError("nothing to run: give --algorithm and/or --baseline")
+            raise ConfigError("nothing to run: give --algorithm and/or --baseline")
         if self.algorithms and not self.topologies:
-            raise ValueError("decentralized algorithms need --topology")
+            raise ConfigError("decentralized algorithms need --topology")
         if self.baselines and not self.topologies and not self.clients:
-            raise ValueError("baselines without --topology need --peers (the number of clients)")
-        if not 0.0 <= self.dropout_prob < 1.0:
-            raise ValueError(f"--dropout-prob must be in [0, 1), got {self.dropout_prob}")
-        if not 0.0 < self.client_fraction <= 1.0:
-            raise ValueError(f"--client-fraction must be in (0, 1], got {self.client_fraction}")
-        if self.eval_every < 1:
-            raise ValueError(f"--eval-every must be positive, got {self.eval_every}")
+            raise ConfigError("baselines without --topology need --peers (the number of clients)")
         if self.engine == "network" and (set(self.algorithms) - {"dpsgd"} or self.baselines):
-            raise ValueError("the network engine runs dpsgd only; run baselines with the vectorized one")
+            raise ConfigError("the network engine runs dpsgd only; run baselines with the vectorized one")
 
     def mixing_for(self, graph: nx.Graph, *, push_sum: bool) -> sp.csr_matrix:
         """The matrix the engines mix ``graph`` with: column-stochastic push-sum weights (an
@@ -97,7 +127,7 @@ class SimConfig:
         return data
 
 
-def _one_of(what: str, given: tuple[str, ...], allowed: tuple[str, ...]) -> None:
+def _one_of(what: str, given: tuple[str, ...], allowed: Iterable[str]) -> None:
     for value in given:
         if value not in allowed:
-            raise ValueError(f"unknown {what} {value!r}; use one of {', '.join(allowed)}")
+            raise ConfigError(f"unknown {what} {value!r}; use one of {', '.join(allowed)}", f"{what}s")

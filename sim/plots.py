@@ -8,11 +8,11 @@ from pathlib import Path
 from typing import Any
 
 from gossipfl.rundir import read_run
+from sim.config import BASELINES
 
 __all__ = ["plot_runs"]
 
 Series = dict[str, list[Any]]
-BASELINES = {"fedavg": "FedAvg (server)", "central": "centralized SGD"}
 
 
 def _collect(runs: list[Path]) -> tuple[dict[str, Series], dict[str, float]]:

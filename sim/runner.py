@@ -17,6 +17,7 @@ from gossipfl import __version__
 from gossipfl.datasets import load_dataset
 from gossipfl.partition import partition
 from gossipfl.rundir import MetricsWriter, write_config
+from gossipfl.threads import PEER_THREADS, available_cores, using_threads
 from sim.config import SimConfig
 from sim.task import Task, make_task
 from topologies import hospital_id, second_eigenvalue_modulus
@@ -111,7 +112,17 @@ def _plan(
 
 
 def run_simulation(config: SimConfig, progress: bool = True) -> Iterator[Row]:
-    """Run everything ``config`` asks for, writing ``config.out`` if set; yields each row."""
+    """Run everything ``config`` asks for, writing ``config.out`` if set; yields each row.
+
+    torch computes with ``config.threads`` threads meanwhile (0: every core for the
+    vectorized engine, one for the network engine's in-process peers).
+    """
+    automatic = available_cores() if config.engine == "vectorized" else PEER_THREADS
+    with using_threads(config.threads, automatic):
+        yield from _simulate(config, progress)
+
+
+def _simulate(config: SimConfig, progress: bool) -> Iterator[Row]:
     from tqdm import tqdm
 
     torch.manual_seed(config.seed)
@@ -144,6 +155,7 @@ def run_simulation(config: SimConfig, progress: bool = True) -> Iterator[Row]:
                 "topology_stats": stats,
                 "model_bytes": task.model_bytes,
                 "num_params": num_params,
+                "torch_threads": torch.get_num_threads(),
                 "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
             },
         )

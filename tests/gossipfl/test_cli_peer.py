@@ -25,7 +25,7 @@ def free_ports_for(directory: Path) -> None:
         write_peer_config(config, path)
 
 
-def test_topology_certs_launch_plot_ring_of_8(tmp_path: Path) -> None:
+def test_topology_certs_launch_plot_ring_of_8(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     net, run = tmp_path / "net", tmp_path / "runs" / "ring8"
     assert main(["topology", "ring", "--peers", "8", "--out", str(net), "--local-steps", "5"]) == 0
     assert main(["certs", str(net)]) == 0
@@ -34,6 +34,7 @@ def test_topology_certs_launch_plot_ring_of_8(tmp_path: Path) -> None:
     assert config.tls is not None and config.tls.cert.name == "p3.pem"
     assert all(n.url.startswith("https://") for n in config.neighbors)
     assert main(["launch", str(net), "--rounds", "6", "--out", str(run)]) == 0
+    assert "(torch threads: 1)" in capsys.readouterr().out  # peers share this process
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["round"] for r in rows] == list(range(7))
     assert rows[-1]["peers"] == 8 and rows[-1]["test_accuracy"] > 0.6
@@ -73,9 +74,16 @@ def test_peer_command_runs_one_peer_and_refuses_plain_http_without_flag(tmp_path
     refused = subprocess.run(command, capture_output=True, text=True, check=False)
     assert refused.returncode == 2 and "--insecure" in refused.stderr
     assert "Traceback" not in refused.stderr
-    done = subprocess.run([*command, "--insecure"], capture_output=True, text=True, check=False, timeout=120)
+    done = subprocess.run(
+        [*command, "--insecure", "--threads", "2"], capture_output=True, text=True, check=False, timeout=120
+    )
     assert done.returncode == 0, done.stderr
+    assert "with 0 neighbours (torch threads: 2)" in done.stderr
     assert "solo round 2/2" in done.stderr
+    bad = subprocess.run(
+        [*command, "--insecure", "--threads", "-1"], capture_output=True, text=True, check=False
+    )
+    assert bad.returncode == 2 and bad.stderr.strip().endswith("error: --threads: must be >= 0, got -1")
     assert (net / "out" / "solo" / "checkpoint.safetensors").is_file()
 
 
