@@ -3,8 +3,9 @@
 torch sizes its thread pool to every core of the machine. That is right for one process
 doing large batched work alone, and badly wrong when processes or peers share the cores:
 each pool's threads spin waiting for threads the OS has descheduled to run another's, and
-small per-peer steps get many times slower (on a loaded 2-core machine one peer's 1,000
-local steps took 22.8 s with the default pool against 2.4 s with one thread). So:
+small per-peer steps get many times slower (``scripts/bench_threads.py`` measures it: on a
+loaded 2-core machine one peer's 1,000 local steps take several times longer with the
+default pool than with one thread). So:
 
 - ``gossipfl peer``: 1 by default. A peer cannot know how many others share its host,
   its steps are small, and one thread loses little even when it is alone.
