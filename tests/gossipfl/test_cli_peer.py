@@ -1,15 +1,17 @@
 """The README's workflow: topology -> certs -> launch -> plot, and one peer on its own."""
 
 import json
+import logging
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from gossipfl.cli import main
-from gossipfl.config import load_peer_config, write_peer_config
+from gossipfl.config import RuntimeConfig, load_peer_config, write_peer_config
 from gossipfl.fleet import bind_loopback, wire_loopback
 
 
@@ -74,17 +76,31 @@ def test_peer_command_runs_one_peer_and_refuses_plain_http_without_flag(tmp_path
     refused = subprocess.run(command, capture_output=True, text=True, check=False)
     assert refused.returncode == 2 and "--insecure" in refused.stderr
     assert "Traceback" not in refused.stderr
-    done = subprocess.run(
-        [*command, "--insecure", "--threads", "2"], capture_output=True, text=True, check=False, timeout=120
-    )
+    done = subprocess.run([*command, "--insecure"], capture_output=True, text=True, check=False, timeout=120)
     assert done.returncode == 0, done.stderr
-    assert "with 0 neighbours (torch threads: 2)" in done.stderr
+    assert "with 0 neighbours (torch threads: 1)" in done.stderr  # the automatic choice
     assert "solo round 2/2" in done.stderr
-    bad = subprocess.run(
-        [*command, "--insecure", "--threads", "-1"], capture_output=True, text=True, check=False
-    )
-    assert bad.returncode == 2 and bad.stderr.strip().endswith("error: --threads: must be >= 0, got -1")
     assert (net / "out" / "solo" / "checkpoint.safetensors").is_file()
+
+
+def test_peer_threads_come_from_the_flag_or_the_config(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
+) -> None:
+    graph = tmp_path / "solo.edges"
+    graph.write_text("solo\n")
+    assert main(["topology", str(graph), "--out", str(tmp_path), "--dataset", "iris", "--rounds", "1"]) == 0
+    free_ports_for(tmp_path)
+    path = tmp_path / "solo.toml"
+    write_peer_config(load_peer_config(path).with_changes(runtime=RuntimeConfig(threads=2)), path)
+    before = torch.get_num_threads()
+    caplog.set_level(logging.INFO, logger="gossipfl.peer")
+    assert main(["peer", "--config", str(path), "--insecure"]) == 0
+    assert "(torch threads: 2)" in caplog.text  # [runtime].threads
+    assert main(["peer", "--config", str(path), "--insecure", "--threads", "3"]) == 0
+    assert "(torch threads: 3)" in caplog.text  # the flag wins
+    assert torch.get_num_threads() == before
+    assert main(["peer", "--config", str(path), "--insecure", "--threads", "-1"]) == 2
+    assert capsys.readouterr().err.strip().endswith("error: --threads: must be >= 0, got -1")
 
 
 def test_certs_on_an_empty_directory_is_an_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
