@@ -13,9 +13,10 @@ The schema (``gossipfl topology --out DIR`` writes one such file per node)::
                                            # it): directed links, for push-sum
 
     [data]
-    dataset = "digits"                     # iris, digits, breast-cancer, mnist1d, synthetic,
-                                           # npz:PATH or csv:PATH
-    partition = "iid"                      # iid, dirichlet, shards, by-hospital
+    dataset = "digits"                     # gossipfl.learning.datasets.DATASETS (iris, digits,
+                                           # breast-cancer, mnist1d, synthetic), npz:PATH, csv:PATH
+    partition = "iid"                      # gossipfl.learning.partition.PARTITIONS: iid, dirichlet,
+                                           # shards, by-hospital
     part = 0                               # this peer's part, 0 <= part < parts
     parts = 8                              # how many parts the training set is split into
     seed = 0                               # the split's seed: equal on every peer
@@ -25,14 +26,14 @@ The schema (``gossipfl topology --out DIR`` writes one such file per node)::
     test_fraction = 0.2                    # held-out share of the dataset
 
     [train]
-    model = "mlp"                          # logreg, mlp, cnn
+    model = "mlp"                          # gossipfl.learning.models.MODELS: logreg, mlp, cnn
     hidden = [64, 64]                      # mlp widths
     rounds = 20
     local_steps = 1                        # SGD steps per round (ignored if local_epochs > 0)
     local_epochs = 0                       # passes over the local data per round
     lr = 0.1
     batch_size = 32
-    momentum = 0.0
+    momentum = 0.0                         # 0 <= momentum < 1
     mode = "sync"                          # sync (D-PSGD rounds) or async (gossip learning)
     seed = 0                               # model initialisation: equal seeds, equal start
 
@@ -48,13 +49,18 @@ The schema (``gossipfl topology --out DIR`` writes one such file per node)::
     request_timeout_s = 5.0                # one HTTP exchange
     max_body_mb = 256.0                    # larger bodies are refused with 413
 
+    [runtime]                              # optional
+    threads = 0                            # torch's compute threads; 0: automatic, which is 1
+                                           # because peers often share a machine's cores
+
     [tls]                                  # optional; written by `gossipfl certs`
     ca = "certs/ca.pem"                    # relative paths are relative to this file
     cert = "certs/p0.pem"
     key = "certs/p0.key"
 
-Unknown keys are errors, so a typo never silently falls back to a default. Every error
-names the file, the key and the problem.
+Unknown keys are errors, so a typo never silently falls back to a default. Each dataclass
+checks its own fields, so a value built in Python, given as a flag or read from here passes
+the same checks; an error from a file names the file, the key and the problem.
 """
 
 from __future__ import annotations
@@ -63,26 +69,28 @@ import dataclasses
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
 if TYPE_CHECKING:
     import networkx as nx
 
+from gossipfl import checks
 from gossipfl.errors import ConfigError
+from gossipfl.learning.datasets import check_dataset
+from gossipfl.learning.models import MODELS
+from gossipfl.learning.partition import PARTITIONS
 
 __all__ = [
-    "DATASETS",
-    "MODELS",
-    "PARTITIONS",
+    "MODES",
     "DataConfig",
     "GossipConfig",
     "NeighborConfig",
     "NetworkConfig",
     "PeerConfig",
+    "RuntimeConfig",
     "TLSConfig",
     "TrainConfig",
-    "check_dataset",
     "links",
     "load_peer_config",
     "parse_listen",
@@ -90,20 +98,10 @@ __all__ = [
     "write_peer_config",
 ]
 
-DATASETS = ("iris", "digits", "breast-cancer", "mnist1d", "synthetic")
-FILE_DATASETS = ("npz:", "csv:")
-PARTITIONS = ("iid", "dirichlet", "shards", "by-hospital")
-MODELS = ("logreg", "mlp", "cnn")
+# How a peer runs its rounds (gossipfl.node.peer implements both); TrainConfig.mode's values.
 MODES = ("sync", "async")
 
 T = TypeVar("T")
-
-
-def check_dataset(name: str) -> str:
-    """``name`` if it is a built-in dataset or ``npz:PATH``/``csv:PATH``; else ValueError."""
-    if name in DATASETS or (name.startswith(FILE_DATASETS) and len(name) > 4):
-        return name
-    raise ValueError(f"unknown dataset {name!r}; use one of {', '.join(DATASETS)}, npz:PATH, csv:PATH")
 
 
 def parse_listen(text: str) -> tuple[str, int]:
@@ -118,11 +116,34 @@ Direction = Literal["both", "out", "in"]
 DIRECTIONS: tuple[Direction, ...] = ("both", "out", "in")
 
 
+def _node_id(field: str, value: object) -> str:
+    # Imported here: the topologies package loads networkx and scipy.
+    from topologies.graph_io import validate_node_id
+
+    try:
+        return validate_node_id(checks.text(field, value), "id")
+    except ValueError as exc:
+        raise ConfigError(str(exc).removeprefix("id: "), field) from exc
+
+
+def _set(config: object, field: str, value: object) -> None:
+    """Store a normalised value (an int given for a float, a list for a tuple) in a frozen dataclass."""
+    object.__setattr__(config, field, value)
+
+
 @dataclasses.dataclass(frozen=True)
 class NeighborConfig:
     id: str
     url: str
     direction: Direction = "both"
+
+    def __post_init__(self) -> None:
+        _node_id("id", self.id)
+        parts = urlsplit(checks.text("url", self.url))
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts.port is None:
+            raise ConfigError(f"expected http(s)://HOST:PORT, got {self.url!r}", "url")
+        _set(self, "url", self.url.rstrip("/"))
+        checks.one_of("direction", self.direction, DIRECTIONS)
 
     @property
     def sends_to(self) -> bool:
@@ -148,14 +169,12 @@ class GossipConfig:
         from gossipfl.outgoing import TRANSFORMS
         from gossipfl.rules import RULES
 
-        for key, value, options in (
-            ("algorithm", self.algorithm, tuple(ALGORITHMS)),
-            ("mixing", self.mixing, MIXINGS),
-            ("rule", self.rule, tuple(RULES)),
-            ("transform", self.transform, tuple(TRANSFORMS)),
-        ):
-            if value not in options:
-                raise ConfigError(f"gossip.{key}: must be one of {', '.join(options)}, got {value!r}")
+        checks.one_of("algorithm", self.algorithm, tuple(ALGORITHMS))
+        checks.one_of("mixing", self.mixing, MIXINGS)
+        if not isinstance(self.lazy, bool):
+            raise ConfigError(f"expected true or false, got {self.lazy!r}", "lazy")
+        checks.one_of("rule", self.rule, tuple(RULES))
+        checks.one_of("transform", self.transform, tuple(TRANSFORMS))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -169,6 +188,19 @@ class DataConfig:
     hospitals: int = 0
     label: str = "label"
     test_fraction: float = 0.2
+
+    def __post_init__(self) -> None:
+        check_dataset(self.dataset)
+        checks.one_of("partition", self.partition, PARTITIONS)
+        parts = checks.integer("parts", self.parts, 1)
+        checks.integer("part", self.part, 0, parts - 1)
+        checks.integer("seed", self.seed, 0)
+        _set(self, "alpha", checks.real("alpha", self.alpha, 0.0, low_open=True))
+        hospitals = checks.integer("hospitals", self.hospitals, 0, parts)
+        if self.partition == "by-hospital" and (hospitals < 1 or parts % hospitals):
+            raise ConfigError(f"by-hospital needs a hospital count dividing parts={parts}", "hospitals")
+        checks.text("label", self.label)
+        _set(self, "test_fraction", checks.real("test_fraction", self.test_fraction, 0.01, 0.9))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -184,6 +216,23 @@ class TrainConfig:
     mode: Literal["sync", "async"] = "sync"
     seed: int = 0
 
+    def __post_init__(self) -> None:
+        checks.one_of("model", self.model, MODELS)
+        widths = self.hidden
+        if not isinstance(widths, tuple | list) or not all(
+            isinstance(h, int) and not isinstance(h, bool) and h > 0 for h in widths
+        ):
+            raise ConfigError(f"expected a list of positive integers, got {widths!r}", "hidden")
+        _set(self, "hidden", tuple(widths))
+        checks.integer("rounds", self.rounds, 1)
+        checks.integer("local_steps", self.local_steps, 1)
+        checks.integer("local_epochs", self.local_epochs, 0)
+        _set(self, "lr", checks.real("lr", self.lr, 0.0))
+        checks.integer("batch_size", self.batch_size, 1)
+        _set(self, "momentum", checks.real("momentum", self.momentum, 0.0, 1.0, high_open=True))
+        checks.one_of("mode", self.mode, MODES)
+        checks.integer("seed", self.seed, 0)
+
 
 @dataclasses.dataclass(frozen=True)
 class NetworkConfig:
@@ -191,9 +240,21 @@ class NetworkConfig:
     request_timeout_s: float = 5.0
     max_body_mb: float = 256.0
 
+    def __post_init__(self) -> None:
+        for field in ("round_timeout_s", "request_timeout_s", "max_body_mb"):
+            _set(self, field, checks.real(field, getattr(self, field), 0.0, low_open=True))
+
     @property
     def max_body_bytes(self) -> int:
         return int(self.max_body_mb * 1024 * 1024)
+
+
+@dataclasses.dataclass(frozen=True)
+class RuntimeConfig:
+    threads: int = 0  # torch's compute threads; 0: the command's automatic choice
+
+    def __post_init__(self) -> None:
+        checks.integer("threads", self.threads, 0)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -201,6 +262,14 @@ class TLSConfig:
     ca: Path
     cert: Path
     key: Path
+
+    def __post_init__(self) -> None:
+        for field in ("ca", "cert", "key"):
+            path = getattr(self, field)
+            if not isinstance(path, Path):
+                raise ConfigError(f"expected a path, got {path!r}", field)
+            if not path.is_file():
+                raise ConfigError(f"no such file: {path}", field)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -213,27 +282,55 @@ class PeerConfig:
     train: TrainConfig = TrainConfig()
     network: NetworkConfig = NetworkConfig()
     gossip: GossipConfig = GossipConfig()
+    runtime: RuntimeConfig = RuntimeConfig()
     tls: TLSConfig | None = None
     output_dir: Path | None = None
     source: Path | None = None  # the file this was read from, for messages
 
+    def __post_init__(self) -> None:
+        _node_id("id", self.id)
+        checks.text("host", self.host)
+        checks.integer("port", self.port, 0, 65535)
+        if not isinstance(self.neighbors, tuple | list):
+            raise ConfigError(f"expected a list of neighbours, got {self.neighbors!r}", "neighbors")
+        _set(self, "neighbors", tuple(self.neighbors))
+        seen: set[str] = set()
+        for i, n in enumerate(self.neighbors):
+            if not isinstance(n, NeighborConfig):
+                raise ConfigError(f"expected a NeighborConfig, got {n!r}", f"neighbors[{i}]")
+            if n.id == self.id:
+                raise ConfigError("a peer cannot be its own neighbour", f"neighbors[{i}].id")
+            if n.id in seen:
+                raise ConfigError(f"neighbour {n.id!r} listed twice", f"neighbors[{i}].id")
+            seen.add(n.id)
+        for field, kind in (
+            ("data", DataConfig),
+            ("train", TrainConfig),
+            ("network", NetworkConfig),
+            ("gossip", GossipConfig),
+            ("runtime", RuntimeConfig),
+        ):
+            if not isinstance(getattr(self, field), kind):
+                raise ConfigError(f"expected a {kind.__name__}, got {getattr(self, field)!r}", field)
+        if self.tls is not None and not isinstance(self.tls, TLSConfig):
+            raise ConfigError(f"expected a TLSConfig or None, got {self.tls!r}", "tls")
+        if self.output_dir is not None and not isinstance(self.output_dir, Path):
+            raise ConfigError(f"expected a path or None, got {self.output_dir!r}", "output_dir")
+        # Async mode is pairwise gossip: the default dpsgd is read as "not chosen" there.
+        if self.train.mode == "async" and self.gossip.algorithm != "gossip":
+            if self.gossip.algorithm != "dpsgd":
+                raise ConfigError(f"{self.gossip.algorithm!r} needs [train].mode = sync", "gossip.algorithm")
+            _set(self, "gossip", dataclasses.replace(self.gossip, algorithm="gossip"))
+
     @property
     def listen(self) -> str:
         return f"{self.host}:{self.port}"
-
-    def __post_init__(self) -> None:
-        # The algorithm decides the mode's only valid pairing: async is pairwise gossip.
-        if self.train.mode == "async" and self.gossip.algorithm != "gossip":
-            if self.gossip.algorithm != "dpsgd":  # dpsgd is the default, read as "not chosen"
-                raise ConfigError(f"gossip.algorithm {self.gossip.algorithm!r} needs train.mode = sync")
-            object.__setattr__(self, "gossip", dataclasses.replace(self.gossip, algorithm="gossip"))
-
     def with_changes(self, **changes: Any) -> PeerConfig:
         return dataclasses.replace(self, **changes)
 
 
 class _Table:
-    """Typed reads from one TOML table, each error naming file, table and key."""
+    """Raw values of one TOML table, and errors naming file, table and key."""
 
     def __init__(self, data: Mapping[str, Any], where: str, table: str) -> None:
         self.data = data
@@ -242,34 +339,33 @@ class _Table:
         self.used: set[str] = set()
 
     def error(self, key: str, problem: str) -> ConfigError:
-        name = f"[{self.table}].{key}" if self.table else key
-        return ConfigError(f"{self.where}: {name}: {problem}")
+        table, dot, rest = key.partition(".")
+        if self.table:
+            name = f"[{self.table}].{key}" if key else f"[{self.table}]"
+        else:
+            name = f"[{table}].{rest}" if dot else key
+        return ConfigError(f"{self.where}: {name + ': ' if name else ''}{problem}")
 
     def get(self, key: str, kind: type[T], default: T | None = None) -> T:
+        """The value of ``key``, which must be a ``kind`` (for a value the reader itself needs)."""
         self.used.add(key)
         if key not in self.data:
             if default is None:
                 raise self.error(key, "missing")
             return default
         value = self.data[key]
-        if kind is float and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
-        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        if not isinstance(value, kind):
             raise self.error(key, f"expected {kind.__name__}, got {value!r}")
         return value
 
-    def number(self, key: str, kind: type[T], default: T, low: float, high: float = float("inf")) -> T:
-        value = self.get(key, kind, default)
-        if not low <= value <= high:  # type: ignore[operator]  # T is int or float here
-            bound = f">= {low}" if high == float("inf") else f"in [{low}, {high}]"
-            raise self.error(key, f"must be {bound}, got {value!r}")
-        return value
-
-    def choice(self, key: str, options: tuple[str, ...], default: str) -> str:
-        value = self.get(key, str, default)
-        if value not in options:
-            raise self.error(key, f"must be one of {', '.join(options)}, got {value!r}")
-        return value
+    def build(self, cls: type[T], **values: Any) -> T:
+        """``cls(**values)``; its own checks' errors re-raised under this table's names."""
+        try:
+            return cls(**values)
+        except ConfigError as exc:
+            if exc.field is None:
+                raise self.error("", exc.problem) from exc
+            raise self.error(exc.field, exc.problem) from exc
 
     def finish(self) -> None:
         unknown = sorted(set(self.data) - self.used)
@@ -282,77 +378,12 @@ def _sub(root: _Table, key: str) -> _Table:
     return _Table(value, root.where, key)
 
 
-def _read_data(t: _Table) -> DataConfig:
-    d = DataConfig()
-    try:
-        dataset = check_dataset(t.get("dataset", str, d.dataset))
-    except ValueError as exc:
-        raise t.error("dataset", str(exc)) from exc
-    parts = t.number("parts", int, d.parts, 1)
-    config = DataConfig(
-        dataset=dataset,
-        partition=t.choice("partition", PARTITIONS, d.partition),
-        part=t.number("part", int, d.part, 0, parts - 1),
-        parts=parts,
-        seed=t.number("seed", int, d.seed, 0),
-        alpha=t.number("alpha", float, d.alpha, 1e-6),
-        hospitals=t.number("hospitals", int, d.hospitals, 0, parts),
-        label=t.get("label", str, d.label),
-        test_fraction=t.number("test_fraction", float, d.test_fraction, 0.01, 0.9),
-    )
-    if config.partition == "by-hospital" and (config.hospitals < 1 or parts % config.hospitals):
-        raise t.error("hospitals", f"by-hospital needs a hospital count dividing parts={parts}")
-    t.finish()
-    return config
-
-
-def _read_train(t: _Table) -> TrainConfig:
-    d = TrainConfig()
-    hidden = t.get("hidden", list, list(d.hidden))
-    if not all(isinstance(h, int) and not isinstance(h, bool) and h > 0 for h in hidden):
-        raise t.error("hidden", f"expected a list of positive integers, got {hidden!r}")
-    mode = t.choice("mode", MODES, d.mode)
-    config = TrainConfig(
-        model=t.choice("model", MODELS, d.model),
-        hidden=tuple(hidden),
-        rounds=t.number("rounds", int, d.rounds, 1),
-        local_steps=t.number("local_steps", int, d.local_steps, 1),
-        local_epochs=t.number("local_epochs", int, d.local_epochs, 0),
-        lr=t.number("lr", float, d.lr, 0.0),
-        batch_size=t.number("batch_size", int, d.batch_size, 1),
-        momentum=t.number("momentum", float, d.momentum, 0.0, 0.999),
-        mode="sync" if mode == "sync" else "async",
-        seed=t.number("seed", int, d.seed, 0),
-    )
-    t.finish()
-    return config
-
-
-def _read_network(t: _Table) -> NetworkConfig:
-    d = NetworkConfig()
-    config = NetworkConfig(
-        round_timeout_s=t.number("round_timeout_s", float, d.round_timeout_s, 0.01),
-        request_timeout_s=t.number("request_timeout_s", float, d.request_timeout_s, 0.01),
-        max_body_mb=t.number("max_body_mb", float, d.max_body_mb, 0.001),
-    )
-    t.finish()
-    return config
-
-
-def _read_gossip(t: _Table) -> GossipConfig:
-    from gossipfl.algorithms import ALGORITHMS, MIXINGS
-    from gossipfl.outgoing import TRANSFORMS
-    from gossipfl.rules import RULES
-
-    d = GossipConfig()
-    mixing = t.choice("mixing", MIXINGS, d.mixing)
-    config = GossipConfig(
-        algorithm=t.choice("algorithm", tuple(ALGORITHMS), d.algorithm),
-        mixing="uniform" if mixing == "uniform" else "metropolis",
-        lazy=t.get("lazy", bool, d.lazy),
-        rule=t.choice("rule", tuple(RULES), d.rule),
-        transform=t.choice("transform", tuple(TRANSFORMS), d.transform),
-    )
+def _read(t: _Table, cls: type[T]) -> T:
+    """A dataclass whose fields all have defaults, from a table of the same keys."""
+    names = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]  # T is a dataclass
+    values = {name: t.data[name] for name in names if name in t.data}
+    t.used.update(values)
+    config = t.build(cls, **values)
     t.finish()
     return config
 
@@ -361,36 +392,23 @@ def _read_tls(t: _Table, base: Path) -> TLSConfig | None:
     if not t.data:
         return None
     paths = {key: base / t.get(key, str) for key in ("ca", "cert", "key")}
-    for key, path in paths.items():
-        if not path.is_file():
-            raise t.error(key, f"no such file: {path}")
+    config = t.build(TLSConfig, **paths)
     t.finish()
-    return TLSConfig(**paths)
+    return config
 
 
-def _read_neighbors(root: _Table, self_id: str) -> tuple[NeighborConfig, ...]:
-    from topologies.graph_io import validate_node_id
+def _read_neighbors(root: _Table) -> tuple[NeighborConfig, ...]:
     raw = root.get("neighbors", list, [])
     neighbors: list[NeighborConfig] = []
     for i, item in enumerate(raw):
         if not isinstance(item, dict):
             raise root.error(f"neighbors[{i}]", "expected a table with id and url")
         t = _Table(item, root.where, f"neighbors[{i}]")
-        try:
-            nid = validate_node_id(t.get("id", str), root.where)
-        except ValueError as exc:
-            raise t.error("id", str(exc)) from exc
-        url = t.get("url", str)
-        direction = t.choice("direction", DIRECTIONS, "both")
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname or parts.port is None:
-            raise t.error("url", f"expected http(s)://HOST:PORT, got {url!r}")
-        if nid == self_id:
-            raise t.error("id", "a peer cannot be its own neighbour")
-        if any(n.id == nid for n in neighbors):
-            raise t.error("id", f"neighbour {nid!r} listed twice")
+        values = {"id": t.get("id", object), "url": t.get("url", object)}
+        if "direction" in t.data:
+            values["direction"] = t.get("direction", object)
+        neighbors.append(t.build(NeighborConfig, **values))
         t.finish()
-        neighbors.append(NeighborConfig(nid, url.rstrip("/"), cast(Direction, direction)))
     return tuple(neighbors)
 
 
@@ -404,34 +422,29 @@ def load_peer_config(path: str | Path) -> PeerConfig:
         raise ConfigError(f"{where}: cannot read ({exc.strerror})") from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{where}: not valid TOML ({exc})") from exc
-    # Imported here: networkx comes with it, and `import gossipfl` stays light.
-    from topologies.graph_io import validate_node_id
-
     root = _Table(data, where, "")
-    try:
-        peer_id = validate_node_id(root.get("id", str), where)
-    except ValueError as exc:
-        raise root.error("id", str(exc)) from exc
+    peer_id = root.get("id", object)
     try:
         host, port = parse_listen(root.get("listen", str))
     except ValueError as exc:
         raise root.error("listen", str(exc)) from exc
     output = root.get("output_dir", str, "")
-    config = PeerConfig(
-        id=peer_id,
-        host=host,
-        port=port,
-        neighbors=_read_neighbors(root, peer_id),
-        data=_read_data(_sub(root, "data")),
-        train=_read_train(_sub(root, "train")),
-        network=_read_network(_sub(root, "network")),
-        gossip=_read_gossip(_sub(root, "gossip")),
-        tls=_read_tls(_sub(root, "tls"), path.parent),
-        output_dir=(path.parent / output) if output else None,
-        source=path,
-    )
+    values = {
+        "id": peer_id,
+        "host": host,
+        "port": port,
+        "neighbors": _read_neighbors(root),
+        "data": _read(_sub(root, "data"), DataConfig),
+        "train": _read(_sub(root, "train"), TrainConfig),
+        "network": _read(_sub(root, "network"), NetworkConfig),
+        "gossip": _read(_sub(root, "gossip"), GossipConfig),
+        "runtime": _read(_sub(root, "runtime"), RuntimeConfig),
+        "tls": _read_tls(_sub(root, "tls"), path.parent),
+        "output_dir": (path.parent / output) if output else None,
+        "source": path,
+    }
     root.finish()
-    return config
+    return root.build(PeerConfig, **values)
 
 
 def _relative(path: Path, base: Path) -> str:
@@ -470,6 +483,7 @@ def peer_config_toml(config: PeerConfig, base: Path) -> str:
     doc["train"] = {**dataclasses.asdict(config.train), "hidden": list(config.train.hidden)}
     doc["network"] = dataclasses.asdict(config.network)
     doc["gossip"] = dataclasses.asdict(config.gossip)
+    doc["runtime"] = dataclasses.asdict(config.runtime)
     if config.tls is not None:
         doc["tls"] = {k: _relative(v, base) for k, v in dataclasses.asdict(config.tls).items()}
     return tomli_w.dumps(doc)

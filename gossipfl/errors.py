@@ -38,7 +38,17 @@ class GossipError(Exception):
 
 
 class ConfigError(GossipError, ValueError):
-    """A configuration value is missing, of the wrong type, or out of range."""
+    """A configuration value is missing, of the wrong type, or out of range.
+
+    A config dataclass that refuses one of its fields sets ``field`` (``"momentum"``) and
+    ``problem``; whoever read the value from a file re-raises it under the name it has there
+    (``peer.toml: [train].momentum: ...``).
+    """
+
+    def __init__(self, problem: str, field: str | None = None) -> None:
+        super().__init__(f"{field}: {problem}" if field else problem)
+        self.field = field
+        self.problem = problem
 
 
 class WireError(GossipError, ValueError):

@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import networkx as nx
 import scipy.sparse as sp
 
+from gossipfl import checks
 from gossipfl.algorithms import ALGORITHMS as _ALGORITHMS
 from gossipfl.algorithms import Mixing
-from gossipfl.config import MODELS, PARTITIONS, TrainConfig, check_dataset
+from gossipfl.config import TrainConfig
+from gossipfl.errors import ConfigError
+from gossipfl.learning.datasets import check_dataset
+from gossipfl.learning.partition import PARTITIONS
 from gossipfl.outgoing import TRANSFORMS
 from gossipfl.rules import RULES
 from topologies.mixing import mixing_matrix
@@ -21,12 +26,24 @@ __all__ = [
     "ALGORITHMS",
     "BASELINES",
     "DATASET_DEFAULTS",
+    "ENGINES",
+    "INITS",
+    "MIXINGS",
     "SimConfig",
 ]
 
 ALGORITHMS = tuple(_ALGORITHMS)
-BASELINES = ("fedavg", "central")
-ENGINES = ("vectorized", "network")
+# The centralized baselines (sim.vectorized runs them): name -> label in plots.
+BASELINES = {"fedavg": "FedAvg (server)", "central": "centralized SGD"}
+# Where the peers run: name -> what it is, for --help.
+ENGINES = {
+    "vectorized": "all peers as batched tensors in this process",
+    "network": "real peers over loopback HTTP (every algorithm and option)",
+}
+# How peers' initial models relate.
+INITS = {"shared": "all peers start from one model", "independent": "each peer from its own"}
+# dpsgd's mixing weights; auto is Metropolis–Hastings.
+MIXINGS = ("auto", "metropolis", "uniform")
 # The dataset name of data handed in from Python (sim.api.simulate), which no file names.
 PYTHON_DATA = "python"
 
@@ -66,35 +83,50 @@ class SimConfig:
     engine: str = "vectorized"
     out: Path | None = None
     clients: int | None = None  # baselines' client count when no topology fixes it
+    threads: int = 0  # torch's compute threads; 0: automatic (see gossipfl.threads)
 
     def __post_init__(self) -> None:
-        if self.dataset != PYTHON_DATA:
-            check_dataset(self.dataset)
+        if not all(isinstance(t, TopologySpec) for t in self.topologies):
+            raise ConfigError(f"expected TopologySpec values, got {self.topologies!r}", "topologies")
         _one_of("algorithm", self.algorithms, ALGORITHMS)
         _one_of("baseline", self.baselines, BASELINES)
-        _one_of("partition", (self.partition,), PARTITIONS)
-        _one_of("model", (self.train.model,), MODELS)
-        _one_of("engine", (self.engine,), ENGINES)
-        _one_of("init", (self.init,), ("shared", "independent"))
-        _one_of("mixing", (self.mixing,), ("auto", "metropolis", "uniform"))
-        _one_of("combine rule", (self.rule,), tuple(RULES))
-        _one_of("outgoing transform", (self.transform,), tuple(TRANSFORMS))
+        if self.dataset != PYTHON_DATA:
+            check_dataset(self.dataset)
+        checks.one_of("partition", self.partition, PARTITIONS)
+        if self.partition_file is not None and not isinstance(self.partition_file, Path):
+            raise ConfigError(f"expected a path or None, got {self.partition_file!r}", "partition_file")
+        object.__setattr__(self, "alpha", checks.real("alpha", self.alpha, 0.0, low_open=True))
+        checks.text("label", self.label)
+        checks.real("test_fraction", self.test_fraction, 0.01, 0.9)
+        if not isinstance(self.train, TrainConfig):
+            raise ConfigError(f"expected a TrainConfig, got {self.train!r}", "train")
+        checks.one_of("init", self.init, INITS)
+        checks.one_of("mixing", self.mixing, MIXINGS)
+        if not isinstance(self.lazy, bool):
+            raise ConfigError(f"expected true or false, got {self.lazy!r}", "lazy")
+        checks.one_of("rule", self.rule, tuple(RULES))
+        checks.one_of("transform", self.transform, tuple(TRANSFORMS))
+        checks.real("dropout_prob", self.dropout_prob, 0.0, 1.0, high_open=True)
+        checks.real("client_fraction", self.client_fraction, 0.0, 1.0, low_open=True)
+        checks.integer("eval_every", self.eval_every, 1)
+        checks.integer("seed", self.seed, 0)
+        checks.text("device", self.device)
+        checks.one_of("engine", self.engine, ENGINES)
+        if self.out is not None and not isinstance(self.out, Path):
+            raise ConfigError(f"expected a path or None, got {self.out!r}", "out")
+        if self.clients is not None:
+            checks.integer("clients", self.clients, 1)
+        checks.integer("threads", self.threads, 0)
         if not self.algorithms and not self.baselines:
-            raise ValueError("nothing to run: give --algorithm and/or --baseline")
+            raise ConfigError("nothing to run: give --algorithm and/or --baseline")
         if self.algorithms and not self.topologies:
-            raise ValueError("decentralized algorithms need --topology")
+            raise ConfigError("decentralized algorithms need --topology")
         if self.baselines and not self.topologies and not self.clients:
-            raise ValueError("baselines without --topology need --peers (the number of clients)")
-        if not 0.0 <= self.dropout_prob < 1.0:
-            raise ValueError(f"--dropout-prob must be in [0, 1), got {self.dropout_prob}")
-        if not 0.0 < self.client_fraction <= 1.0:
-            raise ValueError(f"--client-fraction must be in (0, 1], got {self.client_fraction}")
-        if self.eval_every < 1:
-            raise ValueError(f"--eval-every must be positive, got {self.eval_every}")
+            raise ConfigError("baselines without --topology need --peers (the number of clients)")
         if self.engine == "network" and self.baselines:
-            raise ValueError("the network engine runs peers, not baselines: use the vectorized one")
+            raise ConfigError("the network engine runs peers, not baselines: use the vectorized one")
         if self.engine == "network" and self.device != "cpu":
-            raise ValueError("the network engine runs real peers on the CPU; drop --device")
+            raise ConfigError("the network engine runs real peers on the CPU; drop --device")
 
     @property
     def mixing_rule(self) -> Mixing:
@@ -116,7 +148,7 @@ class SimConfig:
         return data
 
 
-def _one_of(what: str, given: tuple[str, ...], allowed: tuple[str, ...]) -> None:
+def _one_of(what: str, given: tuple[str, ...], allowed: Iterable[str]) -> None:
     for value in given:
         if value not in allowed:
-            raise ValueError(f"unknown {what} {value!r}; use one of {', '.join(allowed)}")
+            raise ConfigError(f"unknown {what} {value!r}; use one of {', '.join(allowed)}", f"{what}s")

@@ -7,12 +7,12 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from sim.config import BASELINES
 from sim.rundir import read_run
 
 __all__ = ["plot_runs"]
 
 Series = dict[str, list[Any]]
-BASELINES = {"fedavg": "FedAvg (server)", "central": "centralized SGD"}
 
 
 def _lambda2_by_algorithm(stat: dict[str, Any]) -> dict[str, float]:

@@ -19,6 +19,7 @@ from gossipfl.algorithms import get_algorithm
 from gossipfl.learning.datasets import Dataset, load_dataset
 from gossipfl.learning.partition import check_partition, load_partition, partition
 from gossipfl.learning.stacked import LossFn
+from gossipfl.threads import PEER_THREADS, available_cores, using_threads
 from sim.config import PYTHON_DATA, SimConfig
 from sim.rundir import MetricsWriter, write_config
 from sim.task import Task, make_task
@@ -177,7 +178,23 @@ def run_simulation(
     """Run everything ``config`` asks for, writing ``config.out`` if set; yields each row.
 
     ``data``, ``model``, ``loss_fn`` and ``parts`` replace the dataset, model, loss and
-    partition that ``config`` names (see ``sim.api.simulate``)."""
+    partition that ``config`` names (see ``sim.api.simulate``). torch computes with
+    ``config.threads`` threads meanwhile (0: every core for the vectorized engine, one for
+    the network engine's in-process peers).
+    """
+    automatic = available_cores() if config.engine == "vectorized" else PEER_THREADS
+    with using_threads(config.threads, automatic):
+        yield from _simulate(config, progress, data, model, loss_fn, parts)
+
+
+def _simulate(
+    config: SimConfig,
+    progress: bool,
+    data: Dataset | None,
+    model: nn.Module | None,
+    loss_fn: LossFn | None,
+    parts: Partition | None,
+) -> Iterator[Row]:
     from tqdm import tqdm
 
     torch.manual_seed(config.seed)
@@ -222,6 +239,7 @@ def run_simulation(
                 "python_model": None if model is None else type(model).__qualname__,
                 "python_loss": None if loss_fn is None else getattr(loss_fn, "__qualname__", repr(loss_fn)),
                 "num_params": num_params,
+                "torch_threads": torch.get_num_threads(),
                 "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
             },
         )

@@ -43,23 +43,24 @@ def export_peer_configs(
     port = {v: base_port + i for i, v in enumerate(nodes)}
     # IPv6 literals need brackets inside a URL.
     url_host = f"[{host}]" if ":" in host else host
-    out.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for i, v in enumerate(nodes):
-        neighbours = tuple(
-            NeighborConfig(n.id, f"http://{url_host}:{port[n.id]}", n.direction) for n in links(graph, v)
-        )
-        config = PeerConfig(
+    # Every config is built, and so checked, before the first file is written.
+    configs = [
+        PeerConfig(
             id=v,
             host=host,
             port=port[v],
-            neighbors=neighbours,
+            neighbors=tuple(
+                NeighborConfig(n.id, f"http://{url_host}:{port[n.id]}", n.direction) for n in links(graph, v)
+            ),
             data=data(i, len(nodes)),
             train=train,
             # A digraph's peers run push-sum: plain averaging would be biased on directed links.
             gossip=GossipConfig(algorithm="pushsum") if graph.is_directed() else GossipConfig(),
             output_dir=out / "out" / v,
         )
-        paths.append(write_peer_config(config, out / f"{v}.toml"))
+        for i, v in enumerate(nodes)
+    ]
+    out.mkdir(parents=True, exist_ok=True)
+    paths = [write_peer_config(config, out / f"{config.id}.toml") for config in configs]
     save_graph(graph, out / TOPOLOGY_FILE)
     return paths

@@ -4,15 +4,23 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+from collections.abc import Iterator
+from contextlib import contextmanager
 
-from gossipfl.config import MODELS, MODES, PARTITIONS, DataConfig, TrainConfig, check_dataset
+from gossipfl.config import MODES, DataConfig, TrainConfig
+from gossipfl.errors import ConfigError
+from gossipfl.learning.datasets import DATASETS, FILE_FORMATS
+from gossipfl.learning.models import MODELS
+from gossipfl.learning.partition import PARTITIONS
 from topologies.spec import KINDS, TopologySpec
 
 __all__ = [
     "add_data_arguments",
+    "add_threads_argument",
     "add_topology_arguments",
     "add_train_arguments",
     "data_config",
+    "flag_names",
     "kinds_help",
     "positive_int",
     "topology_spec",
@@ -27,21 +35,38 @@ def positive_int(text: str) -> int:
     return value
 
 
-def _non_negative_float(text: str) -> float:
-    value = float(text)
-    if not value >= 0:  # also refuses NaN
-        raise argparse.ArgumentTypeError(f"must be a non-negative number, got {text}")
-    return value
-
-
 def _hidden(text: str) -> tuple[int, ...]:
+    # Only the format is checked here; TrainConfig checks the widths themselves.
     try:
         widths = tuple(int(w) for w in text.split(",") if w.strip())
     except ValueError as exc:
         raise argparse.ArgumentTypeError(f"expected widths like 64,64, got {text!r}") from exc
-    if not widths or min(widths) < 1:
-        raise argparse.ArgumentTypeError(f"expected positive widths like 64,64, got {text!r}")
+    if not widths:
+        raise argparse.ArgumentTypeError(f"expected widths like 64,64, got {text!r}")
     return widths
+
+
+@contextmanager
+def flag_names(args: argparse.Namespace) -> Iterator[None]:
+    """Re-raise a config dataclass's refusal under its flag's name (``--local-steps``) where
+    the command has that flag; the checks themselves are the dataclass's."""
+    try:
+        yield
+    except ConfigError as exc:
+        # A list-valued field (algorithms) has a singular flag (--algorithm).
+        names = [name for name in (exc.field, (exc.field or "")[:-1]) if name and hasattr(args, name)]
+        if not names:
+            raise
+        raise ConfigError(exc.problem, "--" + names[0].replace("_", "-")) from exc
+
+
+def add_threads_argument(parser: argparse.ArgumentParser, automatic: str) -> None:
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        help=f"torch compute threads (default 0: automatic, {automatic})",
+    )
 
 
 def add_topology_arguments(parser: argparse.ArgumentParser, *, peers_required: bool) -> None:
@@ -88,54 +113,44 @@ def kinds_help() -> str:
 
 def add_data_arguments(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("data")
-    g.add_argument(
-        "--dataset",
-        default="digits",
-        type=_dataset,
-        help="iris, digits, breast-cancer, mnist1d, synthetic, npz:PATH or csv:PATH",
-    )
-    g.add_argument("--partition", choices=PARTITIONS, default="iid", help="how data is split")
+    files = ", ".join(f"{kind}:PATH" for kind in FILE_FORMATS)
+    g.add_argument("--dataset", default="digits", help=f"{', '.join(DATASETS)}, or a file: {files}")
+    g.add_argument("--partition", choices=tuple(PARTITIONS), default="iid", help="how data is split")
     g.add_argument("--alpha", type=float, default=0.5, help="Dirichlet label-skew concentration")
     g.add_argument("--label", default="label", help="csv: the label column's name")
 
 
-def _dataset(text: str) -> str:
-    try:
-        return check_dataset(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from exc
-
-
 def data_config(args: argparse.Namespace, part: int, parts: int, hospitals: int = 0) -> DataConfig:
-    return DataConfig(
-        dataset=args.dataset,
-        partition=args.partition,
-        part=part,
-        parts=parts,
-        seed=args.seed,
-        alpha=args.alpha,
-        hospitals=hospitals,
-        label=args.label,
-    )
+    with flag_names(args):
+        return DataConfig(
+            dataset=args.dataset,
+            partition=args.partition,
+            part=part,
+            parts=parts,
+            seed=args.seed,
+            alpha=args.alpha,
+            hospitals=hospitals,
+            label=args.label,
+        )
 
 
 def add_train_arguments(parser: argparse.ArgumentParser, *, with_mode: bool) -> None:
     """Training flags; defaults of None mean 'the dataset's sensible default'."""
     g = parser.add_argument_group("training")
-    g.add_argument("--model", choices=MODELS, help="logreg, mlp or cnn (default mlp)")
+    g.add_argument("--model", choices=tuple(MODELS), help=f"{', '.join(MODELS)} (default mlp)")
     g.add_argument("--hidden", type=_hidden, help="MLP widths, e.g. 64,64")
-    g.add_argument("--rounds", type=positive_int, help="gossip rounds")
-    g.add_argument("--local-steps", type=positive_int, help="SGD steps per round")
-    g.add_argument("--local-epochs", type=positive_int, help="local epochs per round")
-    g.add_argument("--lr", type=_non_negative_float, help="learning rate")
-    g.add_argument("--batch-size", type=positive_int, help="minibatch size")
-    g.add_argument("--momentum", type=_non_negative_float, help="SGD momentum (default 0)")
+    g.add_argument("--rounds", type=int, help="gossip rounds")
+    g.add_argument("--local-steps", type=int, help="SGD steps per round")
+    g.add_argument("--local-epochs", type=int, help="local epochs per round")
+    g.add_argument("--lr", type=float, help="learning rate")
+    g.add_argument("--batch-size", type=int, help="minibatch size")
+    g.add_argument("--momentum", type=float, help="SGD momentum, in [0, 1) (default 0)")
     if with_mode:
-        g.add_argument("--mode", choices=MODES, default="sync", help="sync rounds or async")
+        g.add_argument("--mode", choices=MODES, default="sync", help=f"{' or '.join(MODES)} rounds")
 
 
 def train_config(args: argparse.Namespace, base: TrainConfig) -> TrainConfig:
-    """``base`` with every training flag the user actually gave laid over it."""
+    """``base`` with every training flag the user actually gave laid over it (and checked)."""
     given = {
         "model": args.model,
         "hidden": args.hidden,
@@ -149,4 +164,5 @@ def train_config(args: argparse.Namespace, base: TrainConfig) -> TrainConfig:
         "seed": args.seed,
     }
     changes = {k: v for k, v in given.items() if v is not None}
-    return dataclasses.replace(base, **changes)
+    with flag_names(args):
+        return dataclasses.replace(base, **changes)

@@ -10,17 +10,19 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
-from gossipfl.cli.options import positive_int
+from gossipfl.cli.options import add_threads_argument, flag_names
+from gossipfl.threads import PEER_THREADS
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=Path, required=True, help="the peer's TOML config")
-    parser.add_argument("--rounds", type=positive_int, help="override [train].rounds")
+    parser.add_argument("--rounds", type=int, help="override [train].rounds")
     parser.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
     parser.add_argument(
         "--insecure", action="store_true", help="plain HTTP without certificates (local simulation only)"
     )
     parser.add_argument("--out", type=Path, help="override output_dir")
+    add_threads_argument(parser, f"[runtime].threads of the config, else {PEER_THREADS}")
 
 
 def configure_logging() -> None:
@@ -30,27 +32,33 @@ def configure_logging() -> None:
 async def _run_peer(args: argparse.Namespace) -> None:
     import dataclasses
 
-    from gossipfl.config import load_peer_config
+    from gossipfl.config import RuntimeConfig, load_peer_config
     from gossipfl.learning.trainer import build_trainer
     from gossipfl.node.peer import Peer
+    from gossipfl.threads import using_threads
 
     config = load_peer_config(args.config)
-    if args.rounds:
-        config = config.with_changes(train=dataclasses.replace(config.train, rounds=args.rounds))
+    with flag_names(args):
+        if args.rounds is not None:
+            config = config.with_changes(train=dataclasses.replace(config.train, rounds=args.rounds))
+        if args.threads != 0:  # 0 keeps the config's [runtime].threads
+            config = config.with_changes(runtime=RuntimeConfig(threads=args.threads))
     if args.out:
         config = config.with_changes(output_dir=args.out)
-    trainer = build_trainer(config.id, config.data, config.train)
-    async with Peer(config, trainer, insecure=args.insecure, resume=args.resume) as peer:
-        scheme = "http" if peer.tls is None else "https"
-        logging.getLogger("gossipfl.peer").info(
-            "%s serving on %s://%s:%d with %d neighbours",
-            peer.id,
-            scheme,
-            config.host,
-            peer.port,
-            peer.degree,
-        )
-        await until_done_or_signal(peer.wait())
+    with using_threads(config.runtime.threads, PEER_THREADS) as threads:
+        trainer = build_trainer(config.id, config.data, config.train)
+        async with Peer(config, trainer, insecure=args.insecure, resume=args.resume) as peer:
+            scheme = "http" if peer.tls is None else "https"
+            logging.getLogger("gossipfl.node.peer").info(
+                "%s serving on %s://%s:%d with %d neighbours (torch threads: %d)",
+                peer.id,
+                scheme,
+                config.host,
+                peer.port,
+                peer.degree,
+                threads,
+            )
+            await until_done_or_signal(peer.wait())
 
 
 async def until_done_or_signal(work: Coroutine[Any, Any, None]) -> None:
@@ -71,6 +79,6 @@ def run(args: argparse.Namespace) -> int:
     try:
         asyncio.run(_run_peer(args))
     except asyncio.CancelledError:
-        logging.getLogger("gossipfl.peer").info("stopped by signal; checkpoint kept")
+        logging.getLogger("gossipfl.node.peer").info("stopped by signal; checkpoint kept")
         return 130
     return 0

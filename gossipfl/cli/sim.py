@@ -8,14 +8,16 @@ from pathlib import Path
 
 from gossipfl.cli.options import (
     add_data_arguments,
+    add_threads_argument,
     add_topology_arguments,
     add_train_arguments,
+    flag_names,
     kinds_help,
-    positive_int,
     topology_spec,
     train_config,
 )
 from gossipfl.rules import RULES
+from sim.config import BASELINES, ENGINES, INITS, MIXINGS
 
 
 def _names(text: str) -> tuple[str, ...]:
@@ -37,19 +39,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="comma-separated: dpsgd (synchronous D-PSGD), pushsum (directed graphs), gossip "
         "(asynchronous pairwise gossip learning); 'none' for baselines only",
     )
-    parser.add_argument("--baseline", type=_names, default=(), help="comma-separated: fedavg, central")
+    parser.add_argument(
+        "--baseline",
+        type=_names,
+        default=(),
+        help="comma-separated: " + ", ".join(f"{name} ({label})" for name, label in BASELINES.items()),
+    )
     add_data_arguments(parser)
     add_train_arguments(parser, with_mode=False)
     s = parser.add_argument_group("simulation")
     s.add_argument(
         "--init",
-        choices=("shared", "independent"),
+        choices=tuple(INITS),
         default="shared",
-        help="all peers start from one model (default) or each from its own",
+        help="; ".join(f"{name}: {what}" for name, what in INITS.items()) + " (default shared)",
     )
     s.add_argument(
         "--mixing",
-        choices=("auto", "metropolis", "uniform"),
+        choices=MIXINGS,
         default="auto",
         help="mixing weights for dpsgd (auto: Metropolis–Hastings)",
     )
@@ -71,16 +78,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     s.add_argument(
         "--client-fraction", type=float, default=1.0, help="fedavg: fraction of clients sampled per round"
     )
-    s.add_argument("--eval-every", type=positive_int, help="rounds between evaluations")
+    s.add_argument("--eval-every", type=int, help="rounds between evaluations")
     s.add_argument(
         "--device", default="cpu", help="cpu, cuda (the CPU when there is no GPU) or cuda:N (that GPU)"
     )
     s.add_argument(
         "--engine",
-        choices=("vectorized", "network"),
+        choices=tuple(ENGINES),
         default="vectorized",
-        help="vectorized tensors, or real peers over loopback HTTP (every algorithm and option)",
+        help="; ".join(f"{name}: {what}" for name, what in ENGINES.items()),
     )
+    add_threads_argument(parser, "every core for the vectorized engine, 1 for the network engine")
     s.add_argument("--out", type=Path, required=True, help="run directory to write")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -92,29 +100,31 @@ def run(args: argparse.Namespace) -> int:
     base = DATASET_DEFAULTS.get(args.dataset, FILE_DEFAULTS)
     train = train_config(args, dataclasses.replace(base, rounds=100))
     algorithms = () if args.algorithm == ("none",) else args.algorithm
-    config = SimConfig(
-        topologies=tuple(topology_spec(args, kind) for kind in args.topology),
-        algorithms=algorithms,
-        baselines=args.baseline,
-        dataset=args.dataset,
-        partition=args.partition,
-        partition_file=args.partition_file,
-        alpha=args.alpha,
-        label=args.label,
-        train=train,
-        init=args.init,
-        mixing=args.mixing,
-        lazy=args.lazy,
-        rule=args.rule,
-        dropout_prob=args.dropout_prob,
-        client_fraction=args.client_fraction,
-        eval_every=args.eval_every or max(1, train.rounds // 20),
-        seed=args.seed,
-        device=args.device,
-        engine=args.engine,
-        out=args.out,
-        clients=args.peers,
-    )
+    with flag_names(args):
+        config = SimConfig(
+            topologies=tuple(topology_spec(args, kind) for kind in args.topology),
+            algorithms=algorithms,
+            baselines=args.baseline,
+            dataset=args.dataset,
+            partition=args.partition,
+            partition_file=args.partition_file,
+            alpha=args.alpha,
+            label=args.label,
+            train=train,
+            init=args.init,
+            mixing=args.mixing,
+            lazy=args.lazy,
+            rule=args.rule,
+            dropout_prob=args.dropout_prob,
+            client_fraction=args.client_fraction,
+            eval_every=max(1, train.rounds // 20) if args.eval_every is None else args.eval_every,
+            seed=args.seed,
+            device=args.device,
+            engine=args.engine,
+            out=args.out,
+            clients=args.peers,
+            threads=args.threads,
+        )
     last: dict[str, dict[str, object]] = {}
     for row in run_simulation(config, progress=not args.quiet):
         last[f"{row['algorithm']}/{row['topology']}"] = row

@@ -42,6 +42,10 @@ def run(args: argparse.Namespace) -> int:
 
     spec = topology_spec(args, args.kind)
     graph = build(spec)
+    # Every peer's config is checked, --out or not, before anything is printed or written.
+    parts = graph.number_of_nodes()
+    data = [data_config(args, part, parts, spec.hospitals or 0) for part in range(parts)]
+    train = train_config(args, TrainConfig())
     summary = summarize(graph, args.mixing)
     if args.json:
         print(json.dumps(summary))
@@ -58,14 +62,13 @@ def run(args: argparse.Namespace) -> int:
     if args.out is not None:
         from gossipfl.cli.export import export_peer_configs
 
-        hospitals = spec.hospitals or 0
         paths = export_peer_configs(
             graph,
             args.out,
             host=args.host,
             base_port=args.base_port,
-            data=lambda part, parts: data_config(args, part, parts, hospitals),
-            train=train_config(args, TrainConfig()),
+            data=lambda part, parts: data[part],
+            train=train,
         )
         if not args.json:
             print(f"wrote {len(paths)} peer configs to {args.out}/")

@@ -10,13 +10,17 @@ import csv
 import dataclasses
 import gzip
 import importlib.util
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
-from gossipfl.config import check_dataset
+from gossipfl.errors import ConfigError
 
-__all__ = ["Dataset", "load_dataset", "mnist1d", "synthetic"]
+__all__ = ["DATASETS", "FILE_FORMATS", "Dataset", "check_dataset", "load_dataset", "mnist1d", "synthetic"]
+
+# Features, labels and the CNN's image shape (None: not image-like).
+Raw = tuple[np.ndarray, np.ndarray, tuple[int, ...] | None]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -138,19 +142,37 @@ def _read_csv(path: Path, label: str) -> tuple[np.ndarray, np.ndarray]:
     return x, np.array([r[column] for r in rows])
 
 
-def _raw(name: str, seed: int, label: str) -> tuple[np.ndarray, np.ndarray, tuple[int, ...] | None]:
-    if name == "iris":
-        return (*_read_sklearn_csv("iris.csv"), None)
-    if name == "breast-cancer":
-        return (*_read_sklearn_csv("breast_cancer.csv"), None)
-    if name == "digits":
-        return (*_read_sklearn_csv("digits.csv.gz"), (1, 8, 8))
-    if name == "mnist1d":
-        return (*mnist1d(seed=seed), (1, 40))
-    if name == "synthetic":
-        return (*synthetic(seed=seed), None)
+# The built-in datasets: name -> loader(seed). Adding one is one function and one entry.
+DATASETS: dict[str, Callable[[int], Raw]] = {
+    "iris": lambda seed: (*_read_sklearn_csv("iris.csv"), None),
+    "digits": lambda seed: (*_read_sklearn_csv("digits.csv.gz"), (1, 8, 8)),
+    "breast-cancer": lambda seed: (*_read_sklearn_csv("breast_cancer.csv"), None),
+    "mnist1d": lambda seed: (*mnist1d(seed=seed), (1, 40)),
+    "synthetic": lambda seed: (*synthetic(seed=seed), None),
+}
+
+# User files, named FORMAT:PATH: format -> reader(path, label column).
+FILE_FORMATS: dict[str, Callable[[Path, str], tuple[np.ndarray, np.ndarray]]] = {
+    "npz": lambda path, label: _read_npz(path),
+    "csv": _read_csv,
+}
+
+
+def check_dataset(name: object, field: str = "dataset") -> str:
+    """``name`` if it is a built-in dataset or FORMAT:PATH of a user file; else ConfigError."""
+    if isinstance(name, str):
+        kind, sep, path = name.partition(":")
+        if name in DATASETS or (sep and kind in FILE_FORMATS and path):
+            return name
+    files = ", ".join(f"{kind}:PATH" for kind in FILE_FORMATS)
+    raise ConfigError(f"unknown dataset {name!r}; use one of {', '.join(DATASETS)}, {files}", field)
+
+
+def _raw(name: str, seed: int, label: str) -> Raw:
+    if name in DATASETS:
+        return DATASETS[name](seed)
     kind, _, path = name.partition(":")
-    x, y = _read_npz(Path(path)) if kind == "npz" else _read_csv(Path(path), label)
+    x, y = FILE_FORMATS[kind](Path(path), label)
     return x, y, None
 
 

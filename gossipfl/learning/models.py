@@ -3,36 +3,56 @@
 Models take flat feature vectors, so one data layout serves all of them; the CNN reshapes
 its input to the dataset's ``image_shape``. They hold no buffers (no batch norm), so a
 model is exactly its parameters: what gossip averages is the whole model.
+
+``MODELS`` is the registry config validation and the CLI read, so this module imports
+torch only inside the builders: naming a model must not cost torch's start-up.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-import torch
-from torch import nn
+if TYPE_CHECKING:
+    from torch import nn
 
-__all__ = ["build_model"]
+__all__ = ["MODELS", "build_model"]
+
+# (num_features, num_classes, hidden widths, image shape or None) -> a fresh model.
+ModelBuilder = Callable[[int, int, tuple[int, ...], "tuple[int, ...] | None"], "nn.Module"]
 
 
-class SmallCNN(nn.Module):
-    """Two convolutions and a linear head, for (C, L) signals or (C, H, W) images."""
+def _logreg(num_features: int, num_classes: int, hidden: tuple[int, ...], image_shape: object) -> nn.Module:
+    from torch import nn
 
-    def __init__(self, image_shape: tuple[int, ...], num_classes: int, channels: int = 16) -> None:
-        super().__init__()
-        self.image_shape = image_shape
-        conv = nn.Conv1d if len(image_shape) == 2 else nn.Conv2d
-        self.conv1 = conv(image_shape[0], channels, kernel_size=3, padding=1)
-        self.conv2 = conv(channels, channels, kernel_size=3, padding=1, stride=2)
-        spatial = [math.ceil(s / 2) for s in image_shape[1:]]
-        self.head = nn.Linear(channels * math.prod(spatial), num_classes)
+    return nn.Linear(num_features, num_classes)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.reshape(-1, *self.image_shape)
-        x = torch.relu(self.conv1(x))
-        x = torch.relu(self.conv2(x))
-        out: torch.Tensor = self.head(x.flatten(1))
-        return out
+
+def _mlp(num_features: int, num_classes: int, hidden: tuple[int, ...], image_shape: object) -> nn.Module:
+    from torch import nn
+
+    layers: list[nn.Module] = []
+    width = num_features
+    for h in hidden:
+        layers += [nn.Linear(width, h), nn.ReLU()]
+        width = h
+    layers.append(nn.Linear(width, num_classes))
+    return nn.Sequential(*layers)
+
+
+def _cnn(
+    num_features: int, num_classes: int, hidden: tuple[int, ...], image_shape: tuple[int, ...] | None
+) -> nn.Module:
+    if image_shape is None or math.prod(image_shape) != num_features:
+        raise ValueError("the cnn model needs image-like data (digits or mnist1d)")
+    from gossipfl.cnn import SmallCNN
+
+    return SmallCNN(image_shape, num_classes)
+
+
+# The built-in models by name. Adding one is one builder and one entry.
+MODELS: dict[str, ModelBuilder] = {"logreg": _logreg, "mlp": _mlp, "cnn": _cnn}
 
 
 def build_model(
@@ -43,18 +63,6 @@ def build_model(
     image_shape: tuple[int, ...] | None = None,
 ) -> nn.Module:
     """A fresh model; initialise it under ``torch.manual_seed`` for reproducible weights."""
-    if name == "logreg":
-        return nn.Linear(num_features, num_classes)
-    if name == "mlp":
-        layers: list[nn.Module] = []
-        width = num_features
-        for h in hidden:
-            layers += [nn.Linear(width, h), nn.ReLU()]
-            width = h
-        layers.append(nn.Linear(width, num_classes))
-        return nn.Sequential(*layers)
-    if name == "cnn":
-        if image_shape is None or math.prod(image_shape) != num_features:
-            raise ValueError("the cnn model needs image-like data (digits or mnist1d)")
-        return SmallCNN(image_shape, num_classes)
-    raise ValueError(f"unknown model {name!r}; use logreg, mlp or cnn")
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; use one of {', '.join(MODELS)}")
+    return MODELS[name](num_features, num_classes, hidden, image_shape)

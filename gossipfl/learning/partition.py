@@ -9,14 +9,14 @@ Every part is non-empty.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 
 from gossipfl.errors import ConfigError
 
-__all__ = ["check_partition", "dirichlet", "iid", "load_partition", "partition", "shards"]
+__all__ = ["PARTITIONS", "check_partition", "dirichlet", "iid", "load_partition", "partition", "shards"]
 
 
 def _check(n_samples: int, parts: int) -> None:
@@ -83,6 +83,26 @@ def by_hospital(
     return out
 
 
+def _by_hospital(
+    labels: np.ndarray, parts: int, alpha: float, groups: np.ndarray | None, rng: np.random.Generator
+) -> list[np.ndarray]:
+    if groups is None or len(groups) != parts:
+        raise ValueError("by-hospital needs each peer's hospital (use a hospital-mesh topology)")
+    return by_hospital(labels, groups, alpha, rng)
+
+
+# (labels, parts, alpha, hospital of each peer or None, rng) -> each part's sample indices.
+Partitioner = Callable[[np.ndarray, int, float, np.ndarray | None, np.random.Generator], list[np.ndarray]]
+
+# The partition schemes by name. Adding one is one function and one entry.
+PARTITIONS: dict[str, Partitioner] = {
+    "iid": lambda labels, parts, alpha, groups, rng: iid(len(labels), parts, rng),
+    "dirichlet": lambda labels, parts, alpha, groups, rng: dirichlet(labels, parts, alpha, rng),
+    "shards": lambda labels, parts, alpha, groups, rng: shards(labels, parts, rng),
+    "by-hospital": _by_hospital,
+}
+
+
 def partition(
     labels: np.ndarray,
     parts: int,
@@ -92,18 +112,9 @@ def partition(
     groups: np.ndarray | None = None,
 ) -> list[np.ndarray]:
     """Indices of the training samples of each of ``parts`` peers under ``scheme``."""
-    rng = np.random.default_rng(seed)
-    if scheme == "iid":
-        return iid(len(labels), parts, rng)
-    if scheme == "dirichlet":
-        return dirichlet(labels, parts, alpha, rng)
-    if scheme == "shards":
-        return shards(labels, parts, rng)
-    if scheme == "by-hospital":
-        if groups is None or len(groups) != parts:
-            raise ValueError("by-hospital needs each peer's hospital (use a hospital-mesh topology)")
-        return by_hospital(labels, groups, alpha, rng)
-    raise ValueError(f"unknown partition {scheme!r}")
+    if scheme not in PARTITIONS:
+        raise ValueError(f"unknown partition {scheme!r}; use one of {', '.join(PARTITIONS)}")
+    return PARTITIONS[scheme](labels, parts, alpha, groups, np.random.default_rng(seed))
 
 
 def hospital_groups(parts: int, hospitals: int) -> np.ndarray:

@@ -16,7 +16,7 @@ from gossipfl.transports.wire import check_tensors
 
 __all__ = ["CHECKPOINT", "Recorder"]
 
-log = logging.getLogger("gossipfl.peer")
+log = logging.getLogger("gossipfl.node.peer")
 
 CHECKPOINT = "checkpoint.safetensors"
 

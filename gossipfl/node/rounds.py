@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 
 __all__ = ["AsyncGossip", "RoundAlgorithm", "SyncRounds"]
 
-log = logging.getLogger("gossipfl.peer")
+log = logging.getLogger("gossipfl.node.peer")
 
 
 class SyncRounds:

@@ -1,15 +1,17 @@
 """The README's workflow: topology -> certs -> launch -> plot, and one peer on its own."""
 
 import json
+import logging
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from gossipfl.cli import main
-from gossipfl.config import load_peer_config, write_peer_config
+from gossipfl.config import RuntimeConfig, load_peer_config, write_peer_config
 from sim.fleet import bind_loopback, wire_loopback
 
 
@@ -25,7 +27,7 @@ def free_ports_for(directory: Path) -> None:
         write_peer_config(config, path)
 
 
-def test_topology_certs_launch_plot_ring_of_8(tmp_path: Path) -> None:
+def test_topology_certs_launch_plot_ring_of_8(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     net, run = tmp_path / "net", tmp_path / "runs" / "ring8"
     assert main(["topology", "ring", "--peers", "8", "--out", str(net), "--local-steps", "5"]) == 0
     assert main(["certs", str(net)]) == 0
@@ -34,6 +36,7 @@ def test_topology_certs_launch_plot_ring_of_8(tmp_path: Path) -> None:
     assert config.tls is not None and config.tls.cert.name == "p3.pem"
     assert all(n.url.startswith("https://") for n in config.neighbors)
     assert main(["launch", str(net), "--rounds", "6", "--out", str(run)]) == 0
+    assert "(torch threads: 1)" in capsys.readouterr().out  # peers share this process
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["round"] for r in rows] == list(range(7))
     assert rows[-1]["peers"] == 8 and rows[-1]["test_accuracy"] > 0.6
@@ -75,8 +78,29 @@ def test_peer_command_runs_one_peer_and_refuses_plain_http_without_flag(tmp_path
     assert "Traceback" not in refused.stderr
     done = subprocess.run([*command, "--insecure"], capture_output=True, text=True, check=False, timeout=120)
     assert done.returncode == 0, done.stderr
+    assert "with 0 neighbours (torch threads: 1)" in done.stderr  # the automatic choice
     assert "solo round 2/2" in done.stderr
     assert (net / "out" / "solo" / "checkpoint.safetensors").is_file()
+
+
+def test_peer_threads_come_from_the_flag_or_the_config(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
+) -> None:
+    graph = tmp_path / "solo.edges"
+    graph.write_text("solo\n")
+    assert main(["topology", str(graph), "--out", str(tmp_path), "--dataset", "iris", "--rounds", "1"]) == 0
+    free_ports_for(tmp_path)
+    path = tmp_path / "solo.toml"
+    write_peer_config(load_peer_config(path).with_changes(runtime=RuntimeConfig(threads=2)), path)
+    before = torch.get_num_threads()
+    caplog.set_level(logging.INFO, logger="gossipfl.node.peer")
+    assert main(["peer", "--config", str(path), "--insecure"]) == 0
+    assert "(torch threads: 2)" in caplog.text  # [runtime].threads
+    assert main(["peer", "--config", str(path), "--insecure", "--threads", "3"]) == 0
+    assert "(torch threads: 3)" in caplog.text  # the flag wins
+    assert torch.get_num_threads() == before
+    assert main(["peer", "--config", str(path), "--insecure", "--threads", "-1"]) == 2
+    assert capsys.readouterr().err.strip().endswith("error: --threads: must be >= 0, got -1")
 
 
 def test_certs_on_an_empty_directory_is_an_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

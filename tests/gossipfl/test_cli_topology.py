@@ -121,3 +121,39 @@ def test_push_sum_summary_refuses_a_directed_path(tmp_path: Path, capsys: pytest
     assert captured.out == ""
     assert "push-sum needs a strongly connected digraph" in captured.err
     assert len(captured.err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        ("--momentum 1.5", "--momentum: must be in [0, 1), got 1.5"),
+        ("--lr -1", "--lr: must be >= 0, got -1.0"),
+        ("--rounds 0", "--rounds: must be >= 1, got 0"),
+        ("--hidden 8,0", "--hidden: expected a list of positive integers, got (8, 0)"),
+        ("--dataset imagenet", "--dataset: unknown dataset 'imagenet'"),
+        ("--alpha 0", "--alpha: must be > 0, got 0.0"),
+    ],
+)
+def test_bad_training_flags_fail_before_anything_is_written(tmp_path: Path, flags: str, message: str) -> None:
+    out = tmp_path / "net"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "gossipfl",
+            "topology",
+            "ring",
+            "--peers",
+            "4",
+            *flags.split(),
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 2
+    [line] = done.stderr.strip().splitlines()
+    assert line.startswith(f"gossipfl topology: error: {message}")
+    assert done.stdout == "" and not out.exists()

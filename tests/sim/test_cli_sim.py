@@ -4,8 +4,10 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from gossipfl.cli import main
+from gossipfl.threads import available_cores
 from sim.rundir import METRIC_KEYS
 
 
@@ -41,7 +43,14 @@ def test_sim_writes_run_directory_and_plot(tmp_path: Path, capsys: pytest.Captur
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        ("sim --topology ring --peers 4 --dropout-prob 1.5 --out X", "--dropout-prob must be in"),
+        ("sim --topology ring --peers 4 --dropout-prob 1.5 --out X", "--dropout-prob: must be in [0, 1)"),
+        ("sim --topology ring --peers 4 --threads -1 --out X", "--threads: must be >= 0, got -1"),
+        ("sim --topology ring --peers 4 --eval-every 0 --out X", "--eval-every: must be >= 1, got 0"),
+        ("sim --topology ring --peers 4 --momentum 1 --out X", "--momentum: must be in [0, 1), got 1.0"),
+        (
+            "sim --topology ring --peers 4 --baseline fedprox --out X",
+            "--baseline: unknown baseline 'fedprox'",
+        ),
         ("sim --topology ring --peers 4 --algorithm sgd --out X", "unknown algorithm 'sgd'"),
         ("sim --topology directed-ring --peers 4 --rounds 1 --out X", "dpsgd needs an undirected"),
         ("sim --topology ring --peers 4 --dataset npz:/nonexistent.npz --out X", "cannot read"),
@@ -82,3 +91,22 @@ def test_sim_on_a_user_graph_file_with_logistic_regression(tmp_path: Path) -> No
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert {r["topology"] for r in rows} == {"clinics"}
     assert rows[-1]["peers"] == 4 and rows[-1]["test_accuracy"] > 0.85
+
+
+@pytest.mark.parametrize(
+    ("flags", "threads"),
+    [
+        ("--threads 1", 1),
+        ("", available_cores()),
+        ("--engine network", 1),
+        ("--engine network --threads 2", 2),
+    ],
+)
+def test_sim_computes_with_the_threads_asked_for(tmp_path: Path, flags: str, threads: int) -> None:
+    before = torch.get_num_threads()
+    run = tmp_path / "run"
+    argv = f"sim --topology ring --peers 3 --dataset iris --rounds 2 --quiet {flags} --out {run}"
+    assert main(argv.split()) == 0
+    config = json.loads((run / "config.json").read_text())
+    assert config["torch_threads"] == threads  # read inside the run
+    assert torch.get_num_threads() == before  # and given back after it
