@@ -23,7 +23,7 @@ from gossipfl.config import DataConfig, GossipConfig, NetworkConfig
 from gossipfl.learning.stacked import PeerData, StackedModels
 from gossipfl.learning.trainer import TorchTrainer
 from gossipfl.schedule import Simulated
-from sim.config import SimConfig
+from sim.config import PYTHON_DATA, SimConfig
 from sim.fleet import Fleet, bind_loopback, loopback_configs, make_peers, wire_loopback
 from sim.task import Task
 
@@ -48,7 +48,14 @@ def run_network(
     train = dataclasses.replace(config.train, mode="sync", seed=config.seed)
     configs = loopback_configs(
         graph,
-        data=lambda part, parts: DataConfig(dataset=config.dataset, part=part, parts=parts, seed=config.seed),
+        # The trainers are built here from the simulator's split; the configs only record it
+        # (data handed in from Python has no dataset name a peer could load).
+        data=lambda part, parts: DataConfig(
+            dataset="digits" if config.dataset == PYTHON_DATA else config.dataset,
+            part=part,
+            parts=parts,
+            seed=config.seed,
+        ),
         train=train,
         # Every peer lives in this process: a neighbour that misses a minute is broken.
         network=NetworkConfig(round_timeout_s=60.0, request_timeout_s=30.0),

@@ -46,7 +46,7 @@ def _cnn(
 ) -> nn.Module:
     if image_shape is None or math.prod(image_shape) != num_features:
         raise ValueError("the cnn model needs image-like data (digits or mnist1d)")
-    from gossipfl.cnn import SmallCNN
+    from gossipfl.learning.cnn import SmallCNN
 
     return SmallCNN(image_shape, num_classes)
 
