@@ -36,8 +36,19 @@ The schema (``gossipfl topology --out DIR`` writes one such file per node)::
 
     [network]                              # optional
     round_timeout_s = 10.0                 # sync: how long to wait for neighbours' models
-    request_timeout_s = 5.0                # one HTTP exchange
+    request_timeout_s = 5.0                # one HTTP exchange, reply included
     max_body_mb = 256.0                    # larger bodies are refused with 413
+    tls_handshake_timeout_s = 5.0          # a TLS handshake that takes longer is dropped
+    header_timeout_s = 10.0                # a request's headers must arrive within this
+    keepalive_timeout_s = 15.0             # idle connections are closed after this
+    body_timeout_s = 10.0                  # a body may take this long plus its size at...
+    min_body_rate_kib_s = 64.0             # ...this rate; slower senders get 408
+    max_connections = 256                  # open connections; lowered to fit `ulimit -n`
+    max_unauthenticated = 64               # of which without a client certificate
+
+The connection limits protect a peer from anyone who can reach its port: a connection over
+a cap is closed as soon as it is accepted, and the open-file limit always keeps room for
+checkpoints, metrics and outgoing exchanges (see ``gossipfl.connections``).
 
     [tls]                                  # optional; written by `gossipfl certs`
     ca = "certs/ca.pem"                    # relative paths are relative to this file
@@ -139,6 +150,13 @@ class NetworkConfig:
     round_timeout_s: float = 10.0
     request_timeout_s: float = 5.0
     max_body_mb: float = 256.0
+    tls_handshake_timeout_s: float = 5.0
+    header_timeout_s: float = 10.0
+    keepalive_timeout_s: float = 15.0
+    body_timeout_s: float = 10.0
+    min_body_rate_kib_s: float = 64.0
+    max_connections: int = 256
+    max_unauthenticated: int = 64
 
     @property
     def max_body_bytes(self) -> int:
@@ -275,6 +293,13 @@ def _read_network(t: _Table) -> NetworkConfig:
         round_timeout_s=t.number("round_timeout_s", float, d.round_timeout_s, 0.01),
         request_timeout_s=t.number("request_timeout_s", float, d.request_timeout_s, 0.01),
         max_body_mb=t.number("max_body_mb", float, d.max_body_mb, 0.001),
+        tls_handshake_timeout_s=t.number("tls_handshake_timeout_s", float, d.tls_handshake_timeout_s, 0.01),
+        header_timeout_s=t.number("header_timeout_s", float, d.header_timeout_s, 0.01),
+        keepalive_timeout_s=t.number("keepalive_timeout_s", float, d.keepalive_timeout_s, 0.01),
+        body_timeout_s=t.number("body_timeout_s", float, d.body_timeout_s, 0.01),
+        min_body_rate_kib_s=t.number("min_body_rate_kib_s", float, d.min_body_rate_kib_s, 0.001),
+        max_connections=t.number("max_connections", int, d.max_connections, 1),
+        max_unauthenticated=t.number("max_unauthenticated", int, d.max_unauthenticated, 1),
     )
     t.finish()
     return config

@@ -26,10 +26,9 @@ import time
 import zlib
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
-from aiohttp import web
 
 from gossipfl.averaging import average_states
 from gossipfl.checkpoint import load_checkpoint, save_checkpoint
@@ -42,6 +41,9 @@ from gossipfl.trainer import Trainer
 from gossipfl.transport import HttpTransport, Transport
 from gossipfl.wire import Message, check_tensors, decode, encode
 from topologies.mixing import metropolis_hastings_weight
+
+if TYPE_CHECKING:
+    from gossipfl.server import Serving
 
 __all__ = ["Peer"]
 
@@ -91,7 +93,7 @@ class Peer:
         self._arrived = asyncio.Event()
         self._lock = asyncio.Lock()
         self._slots = asyncio.Semaphore(max_concurrent)
-        self._runner: web.AppRunner | None = None
+        self._serving: Serving | None = None
         self._task: asyncio.Task[None] | None = None
         self._writer: JsonlWriter | None = None
 
@@ -118,7 +120,7 @@ class Peer:
 
     async def start(self, gossip: bool = True) -> None:
         """Start serving, then (unless ``gossip`` is false) the gossip task."""
-        from gossipfl.server import make_app
+        from gossipfl.server import serve
         from gossipfl.tls import client_context, server_context
 
         ssl_server = server_context(self.tls) if self.tls else None
@@ -126,17 +128,8 @@ class Peer:
             self._transport = HttpTransport(
                 client_context(self.tls) if self.tls else None, self.config.network.max_body_bytes
             )
-        self._runner = web.AppRunner(make_app(self), access_log=None, handle_signals=False)
-        await self._runner.setup()
-        site: web.BaseSite
-        if self._sock is not None:
-            site = web.SockSite(self._runner, self._sock, ssl_context=ssl_server)
-        else:
-            site = web.TCPSite(self._runner, self.config.host, self.config.port, ssl_context=ssl_server)
-        await site.start()
-        server = getattr(site, "_server", None)
-        if server is not None and server.sockets:
-            self.port = int(server.sockets[0].getsockname()[1])
+        self._serving = await serve(self, ssl_server, self._sock)
+        self.port = self._serving.port
         self.state = "serving"
         if gossip:
             self.start_gossip()
@@ -155,9 +148,9 @@ class Peer:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
+        if self._serving is not None:
+            await self._serving.close()
+            self._serving = None
         if self._sock is not None:  # a socket handed in but never served still needs closing
             self._sock.close()
         if self._transport is not None:
@@ -174,13 +167,22 @@ class Peer:
     def busy(self) -> bool:
         return self._slots.locked()
 
-    async def receive(self, identity: str | None, body: bytes, reply: bool) -> bytearray | None:
+    def authorize(self, identity: str | None) -> None:
+        """Raise ``Forbidden`` (401 or 403) unless the caller whose certificate names
+        ``identity`` may gossip with this peer; the server asks before reading a body."""
+        if self.tls is None:
+            return
+        if identity is None:
+            raise Forbidden("a client certificate is required", status=401)
+        if identity not in self.neighbours:
+            raise Forbidden(f"{identity!r} is not a neighbour of {self.id!r}")
+
+    async def receive(self, identity: str | None, body: bytes | bytearray, reply: bool) -> bytearray | None:
         """Handle one POST /gossip. ``identity`` is the caller's certificate name (None on
         plain HTTP). Raises ``WireError``/``Forbidden`` (with an HTTP status) and then
         leaves this peer exactly as it was."""
         async with self._slots:
-            if self.tls is not None and identity is None:
-                raise Forbidden("a client certificate is required", status=401)
+            self.authorize(identity)
             # Validation (parsing, shape and finiteness checks) runs off the event loop.
             message = await asyncio.to_thread(decode, body, self.template, self.config.network.max_body_bytes)
             if identity is not None and message.sender != identity:
@@ -190,7 +192,10 @@ class Peer:
             if message.sender not in self.neighbours:
                 raise Forbidden(f"{message.sender!r} is not a neighbour of {self.id!r}")
             self.metrics.bytes_in += len(body)
-            self.neighbours.heard_from(message.sender, message.round)
+            # A round no peer of this network can reach is not recorded, so a neighbour
+            # cannot make /status show it at any round it likes.
+            if message.round <= self.config.train.rounds + _ROUNDS_AHEAD:
+                self.neighbours.heard_from(message.sender, message.round)
             if self.config.train.mode == "async":
                 return await self._average_pairwise(message, reply)
             # Only rounds this peer can still use are kept: a neighbour at most a couple of
