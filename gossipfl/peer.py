@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from gossipfl.averaging import average_states
-from gossipfl.checkpoint import load_checkpoint, save_checkpoint
+from gossipfl.checkpoint import restore_checkpoint, save_checkpoint
 from gossipfl.config import NeighborConfig, PeerConfig
 from gossipfl.errors import ConfigError, Forbidden, GossipError
 from gossipfl.neighbours import NeighbourTable
@@ -39,7 +39,7 @@ from gossipfl.prometheus import PeerMetrics
 from gossipfl.rundir import JsonlWriter
 from gossipfl.trainer import Trainer
 from gossipfl.transport import HttpTransport, Transport
-from gossipfl.wire import Message, check_tensors, decode, encode
+from gossipfl.wire import Message, decode, encode
 from topologies.mixing import metropolis_hastings_weight
 
 if TYPE_CHECKING:
@@ -341,10 +341,8 @@ class Peer:
         if path is None or not path.is_file():
             log.warning("%s: --resume but no checkpoint at %s; starting fresh", self.id, path)
             return 0
-        checkpoint = load_checkpoint(path, self.id)
-        check_tensors(checkpoint.weights, self.template)
+        checkpoint = restore_checkpoint(path, self.id, self.template, self.trainer)
         self.weights = checkpoint.weights
-        self.trainer.load_optimizer_state(checkpoint.optimizer)
         log.info("%s: resumed from round %d", self.id, checkpoint.round)
         return checkpoint.round
 

@@ -94,8 +94,22 @@ class TorchTrainer:
         return {"momentum": self.models.momentum.clone()}
 
     def load_optimizer_state(self, state: Mapping[str, torch.Tensor]) -> None:
-        if "momentum" in state:
-            self.models.momentum = state["momentum"].clone()
+        """Raises ``ValueError`` (changing nothing) for state this trainer cannot use."""
+        unknown = sorted(set(state) - {"momentum"})
+        if unknown:
+            raise ValueError(f"unknown optimizer tensors {unknown[:5]}")
+        if "momentum" not in state:
+            return
+        momentum = state["momentum"]
+        expected = self.models.flat
+        if momentum.shape != expected.shape or momentum.dtype != expected.dtype:
+            raise ValueError(
+                f"momentum is {momentum.dtype} {tuple(momentum.shape)}, "
+                f"expected {expected.dtype} {tuple(expected.shape)}"
+            )
+        if not bool(torch.isfinite(momentum).all()):
+            raise ValueError("momentum holds NaN or infinity")
+        self.models.momentum = momentum.clone()
 
 
 class NumPyClientTrainer:
