@@ -46,7 +46,8 @@ class _LoadsOptimizer(Protocol):
 
 
 def _digest(metadata: Mapping[str, str], tensors: Mapping[str, torch.Tensor]) -> str:
-    h = hashlib.sha256(json.dumps({k: v for k, v in metadata.items() if k != "sha256"}, sort_keys=True).encode())
+    described = {k: v for k, v in metadata.items() if k != "sha256"}
+    h = hashlib.sha256(json.dumps(described, sort_keys=True).encode())
     for name in sorted(tensors):
         t = tensors[name].detach().cpu().contiguous()
         h.update(json.dumps([name, str(t.dtype), list(t.shape)]).encode())

@@ -328,8 +328,12 @@ def _read_neighbors(root: _Table, self_id: str) -> tuple[NeighborConfig, ...]:
         except ValueError as exc:
             raise t.error("id", str(exc)) from exc
         url = t.get("url", str)
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname or parts.port is None:
+        try:
+            parts = urlsplit(url)
+            scheme, host, port = parts.scheme, parts.hostname, parts.port
+        except ValueError:  # urlsplit refuses some hosts, and ports outside 0..65535
+            scheme, host, port = "", None, None
+        if scheme not in ("http", "https") or not host or port is None:
             raise t.error("url", f"expected http(s)://HOST:PORT, got {url!r}")
         if nid == self_id:
             raise t.error("id", "a peer cannot be its own neighbour")
@@ -348,6 +352,8 @@ def load_peer_config(path: str | Path) -> PeerConfig:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise ConfigError(f"{where}: cannot read ({exc.strerror})") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{where}: not UTF-8 text (byte {exc.start})") from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{where}: not valid TOML ({exc})") from exc
     root = _Table(data, where, "")
