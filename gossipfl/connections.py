@@ -41,6 +41,9 @@ log = logging.getLogger("gossipfl.connections")
 FD_RESERVE = 256
 _ACCEPT_PAUSE_S = 0.1
 _BACKLOG = 128
+# A closing TLS connection reads (and discards) whatever the caller still sends until its
+# close_notify arrives; this bounds that, so a refused upload is not drained for 30 s.
+_TLS_SHUTDOWN_S = 1.0
 _OUT_OF_DESCRIPTORS = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
 
 
@@ -222,6 +225,7 @@ class Listener:
             conn,
             ssl=self.ssl_context,
             ssl_handshake_timeout=self.network.tls_handshake_timeout_s if self.ssl_context else None,
+            ssl_shutdown_timeout=_TLS_SHUTDOWN_S if self.ssl_context else None,
         )
         try:
             await handshake
