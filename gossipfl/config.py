@@ -46,8 +46,19 @@ The schema (``gossipfl topology --out DIR`` writes one such file per node)::
 
     [network]                              # optional
     round_timeout_s = 10.0                 # sync: how long to wait for neighbours' models
-    request_timeout_s = 5.0                # one HTTP exchange
+    request_timeout_s = 5.0                # one HTTP exchange, reply included
     max_body_mb = 256.0                    # larger bodies are refused with 413
+    tls_handshake_timeout_s = 5.0          # a TLS handshake that takes longer is dropped
+    header_timeout_s = 10.0                # a request's headers must arrive within this
+    keepalive_timeout_s = 15.0             # idle connections are closed after this
+    body_timeout_s = 10.0                  # a body may take this long plus its size at...
+    min_body_rate_kib_s = 64.0             # ...this rate; slower senders get 408
+    max_connections = 256                  # open connections; lowered to fit `ulimit -n`
+    max_unauthenticated = 64               # of which without a client certificate
+
+The connection limits protect a peer from anyone who can reach its port: a connection over
+a cap is closed as soon as it is accepted, and the open-file limit always keeps room for
+checkpoints, metrics and outgoing exchanges (see ``gossipfl.transports.connections``).
 
     [runtime]                              # optional
     threads = 0                            # torch's compute threads; 0: automatic, which is 1
@@ -139,8 +150,12 @@ class NeighborConfig:
 
     def __post_init__(self) -> None:
         _node_id("id", self.id)
-        parts = urlsplit(checks.text("url", self.url))
-        if parts.scheme not in ("http", "https") or not parts.hostname or parts.port is None:
+        try:
+            parts = urlsplit(checks.text("url", self.url))
+            scheme, host, port = parts.scheme, parts.hostname, parts.port
+        except ValueError:  # urlsplit refuses some hosts, and ports outside 0..65535
+            scheme, host, port = "", None, None
+        if scheme not in ("http", "https") or not host or port is None:
             raise ConfigError(f"expected http(s)://HOST:PORT, got {self.url!r}", "url")
         _set(self, "url", self.url.rstrip("/"))
         checks.one_of("direction", self.direction, DIRECTIONS)
@@ -239,10 +254,28 @@ class NetworkConfig:
     round_timeout_s: float = 10.0
     request_timeout_s: float = 5.0
     max_body_mb: float = 256.0
+    tls_handshake_timeout_s: float = 5.0
+    header_timeout_s: float = 10.0
+    keepalive_timeout_s: float = 15.0
+    body_timeout_s: float = 10.0
+    min_body_rate_kib_s: float = 64.0
+    max_connections: int = 256
+    max_unauthenticated: int = 64
 
     def __post_init__(self) -> None:
-        for field in ("round_timeout_s", "request_timeout_s", "max_body_mb"):
+        for field in (
+            "round_timeout_s",
+            "request_timeout_s",
+            "max_body_mb",
+            "tls_handshake_timeout_s",
+            "header_timeout_s",
+            "keepalive_timeout_s",
+            "body_timeout_s",
+            "min_body_rate_kib_s",
+        ):
             _set(self, field, checks.real(field, getattr(self, field), 0.0, low_open=True))
+        checks.integer("max_connections", self.max_connections, 1)
+        checks.integer("max_unauthenticated", self.max_unauthenticated, 1)
 
     @property
     def max_body_bytes(self) -> int:
@@ -420,6 +453,8 @@ def load_peer_config(path: str | Path) -> PeerConfig:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise ConfigError(f"{where}: cannot read ({exc.strerror})") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{where}: not UTF-8 text (byte {exc.start})") from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{where}: not valid TOML ({exc})") from exc
     root = _Table(data, where, "")

@@ -73,6 +73,8 @@ def load_graph(path: str | Path) -> nx.Graph:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ValueError(f"{where}: cannot read ({exc.strerror})") from exc
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{where}: not UTF-8 text (byte {exc.start})") from exc
     if suffix in _EDGE_LIST:
         return _checked(_parse_edge_list(text, where), where)
     if suffix == ".json":

@@ -10,6 +10,9 @@ import csv
 import dataclasses
 import gzip
 import importlib.util
+import math
+import zipfile
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -106,20 +109,58 @@ def synthetic(
     return x, y.astype(np.int64)
 
 
+# An archive's arrays are read into memory; one that claims more is refused before reading.
+_MAX_NPZ_BYTES = 4 << 30
+_NPZ_ERRORS = (OSError, EOFError, ValueError, zipfile.BadZipFile, zlib.error, MemoryError)
+
+
+def _npz_members(path: Path) -> None:
+    """Check every member's declared array size against the archive itself, so a small
+    file cannot make ``np.load`` allocate gigabytes (a zip or header bomb)."""
+    total = 0
+    with zipfile.ZipFile(path) as archive:
+        for info in archive.infolist():
+            with archive.open(info) as member:
+                version = np.lib.format.read_magic(member)
+                if version == (1, 0):
+                    shape, _, dtype = np.lib.format.read_array_header_1_0(member)
+                elif version == (2, 0):
+                    shape, _, dtype = np.lib.format.read_array_header_2_0(member)
+                else:
+                    raise ValueError(f"{info.filename}: unsupported .npy version {version}")
+            if dtype.hasobject:
+                raise ValueError(f"{info.filename}: object arrays are not data")
+            declared = math.prod(shape) * dtype.itemsize
+            if declared > info.file_size:
+                raise ValueError(
+                    f"{info.filename}: header claims {declared} bytes, the member holds {info.file_size}"
+                )
+            total += declared
+    if total > _MAX_NPZ_BYTES:
+        raise ValueError(f"arrays of {total} bytes exceed the {_MAX_NPZ_BYTES}-byte limit")
+
+
 def _read_npz(path: Path) -> tuple[np.ndarray, np.ndarray]:
     try:
+        _npz_members(path)
         # allow_pickle=False: a user file must never run code; np.load then refuses
         # anything that is not a plain array archive with a ValueError.
         with np.load(path, allow_pickle=False) as data:
             arrays = {name: np.asarray(data[name]) for name in data.files}
-    except (OSError, EOFError, ValueError) as exc:
-        raise ValueError(f"{path}: cannot read as an .npz archive of arrays ({exc})") from exc
+    except _NPZ_ERRORS as exc:
+        raise ConfigError(f"{path}: cannot read as an .npz archive of arrays ({exc})") from exc
     if "X" not in arrays or "y" not in arrays:
-        raise ValueError(f"{path}: needs arrays named X and y, found {sorted(arrays)}")
+        raise ConfigError(f"{path}: needs arrays named X and y, found {sorted(arrays)[:10]}")
     x, y = arrays["X"], arrays["y"]
     if x.ndim < 2 or y.ndim != 1 or len(x) != len(y):
-        raise ValueError(f"{path}: X must be (n, ...) and y (n,), got {x.shape} and {y.shape}")
-    return x.reshape(len(x), -1), y
+        raise ConfigError(f"{path}: X must be (n, ...) and y (n,), got {x.shape} and {y.shape}")
+    if len(x) == 0 or math.prod(x.shape[1:]) == 0:
+        raise ConfigError(f"{path}: X of shape {x.shape} has no samples or no features")
+    if x.dtype.kind not in "biuf":
+        raise ConfigError(f"{path}: X must hold real numbers, not {x.dtype}")
+    if y.dtype.kind not in "biuUS":
+        raise ConfigError(f"{path}: y must hold integer or text labels, not {y.dtype}")
+    return x.reshape(len(x), -1).astype(np.float64), y
 
 
 def _read_csv(path: Path, label: str) -> tuple[np.ndarray, np.ndarray]:
@@ -129,16 +170,25 @@ def _read_csv(path: Path, label: str) -> tuple[np.ndarray, np.ndarray]:
             header = next(reader, None)
             rows = list(reader)
     except OSError as exc:
-        raise ValueError(f"{path}: cannot read ({exc.strerror})") from exc
+        raise ConfigError(f"{path}: cannot read ({exc.strerror})") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start})") from exc
+    except csv.Error as exc:
+        raise ConfigError(f"{path}: not CSV ({exc})") from exc
     if header is None or label not in header:
-        raise ValueError(f"{path}: no label column {label!r} in header {header}")
+        shown = header[:20] if header else header
+        raise ConfigError(f"{path}: no label column {label!r} in header {shown}")
     column = header.index(label)
+    rows = [r for r in rows if r]  # csv gives blank lines as empty rows
+    for number, row in enumerate(rows, 2):
+        if len(row) != len(header):
+            raise ConfigError(f"{path}: row {number} has {len(row)} fields, the header {len(header)}")
     try:
-        x = np.array([[float(v) for i, v in enumerate(r) if i != column] for r in rows])
+        x = np.array([[float(v) for i, v in enumerate(r) if i != column] for r in rows], dtype=np.float64)
     except ValueError as exc:
-        raise ValueError(f"{path}: feature columns must be numbers ({exc})") from exc
-    if x.ndim != 2 or len(x) == 0:
-        raise ValueError(f"{path}: expected at least one row of {len(header)} columns")
+        raise ConfigError(f"{path}: feature columns must be numbers ({exc})") from exc
+    if len(x) == 0 or x.shape[1] == 0:
+        raise ConfigError(f"{path}: expected at least one row with a feature besides {label!r}")
     return x, np.array([r[column] for r in rows])
 
 
@@ -181,10 +231,12 @@ def load_dataset(name: str, seed: int = 0, test_fraction: float = 0.2, label: st
     check_dataset(name)
     x, y_raw, image_shape = _raw(name, seed, label)
     if not np.isfinite(x).all():
-        raise ValueError(f"{name}: features contain NaN or infinity")
+        raise ConfigError(f"{name}: features contain NaN or infinity")
     classes, y = np.unique(y_raw, return_inverse=True)
     if len(classes) < 2:
-        raise ValueError(f"{name}: needs at least two classes, found {len(classes)}")
+        raise ConfigError(f"{name}: needs at least two classes, found {len(classes)}")
+    if len(x) < 2:
+        raise ConfigError(f"{name}: needs at least two samples, found {len(x)}")
     order = np.random.default_rng(seed).permutation(len(x))
     n_test = max(1, round(len(x) * test_fraction))
     test, train = order[:n_test], order[n_test:]

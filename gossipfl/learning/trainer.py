@@ -104,11 +104,31 @@ class TorchTrainer:
         return state
 
     def load_optimizer_state(self, state: Mapping[str, torch.Tensor]) -> None:
-        if "momentum" in state:
-            self.models.momentum = state["momentum"].clone()
-        for name, b in self.models.local.items():
-            if _LOCAL + name in state:
-                b.copy_(state[_LOCAL + name])
+        """Raises ``ValueError`` (changing nothing) for state this trainer cannot use."""
+        local = {_LOCAL + name: b for name, b in self.models.local.items()}
+        unknown = sorted(set(state) - {"momentum"} - set(local))
+        if unknown:
+            raise ValueError(f"unknown optimizer tensors {unknown[:5]}")
+        for key, buffer in local.items():
+            if key in state and (state[key].shape != buffer.shape or state[key].dtype != buffer.dtype):
+                raise ValueError(
+                    f"{key} is {state[key].dtype} {tuple(state[key].shape)}, "
+                    f"expected {buffer.dtype} {tuple(buffer.shape)}"
+                )
+        momentum = state.get("momentum")
+        if momentum is not None:
+            expected = (self.models.peers, self.models.num_params)
+            if tuple(momentum.shape) != expected or momentum.dtype != self.models.flat.dtype:
+                raise ValueError(
+                    f"momentum is {momentum.dtype} {tuple(momentum.shape)}, "
+                    f"expected {self.models.flat.dtype} {expected}"
+                )
+            if not bool(torch.isfinite(momentum).all()):
+                raise ValueError("momentum holds NaN or infinity")
+            self.models.momentum = momentum.clone()
+        for key, buffer in local.items():
+            if key in state:
+                buffer.copy_(state[key])
 
 
 class NumPyClientTrainer:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -18,12 +19,18 @@ def clean(value: Any) -> Any:
 
 
 class JsonlWriter:
-    """Appends one JSON object a line, flushed per row so a crash loses nothing written."""
+    """Appends one JSON object a line, flushed per row so a crash loses nothing written.
+
+    The file is readable by its owner only (0600, in a directory created 0700): a peer's
+    metrics describe its private data."""
 
     def __init__(self, path: Path, append: bool = False) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.path = path
-        self._handle: TextIO = path.open("a" if append else "w", encoding="utf-8")
+        flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if append else os.O_TRUNC)
+        fd = os.open(path, flags, 0o600)
+        os.fchmod(fd, 0o600)  # a file left by an older version may be wider
+        self._handle: TextIO = os.fdopen(fd, "a" if append else "w", encoding="utf-8")
 
     def write(self, row: dict[str, Any]) -> None:
         self._handle.write(json.dumps({k: clean(v) for k, v in row.items()}) + "\n")

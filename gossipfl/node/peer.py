@@ -32,6 +32,7 @@ from gossipfl.algorithms import get_algorithm
 from gossipfl.config import NeighborConfig, PeerConfig
 from gossipfl.errors import ConfigError, Forbidden, GossipError, Refused, RoundMismatch
 from gossipfl.learning.trainer import Trainer
+from gossipfl.node.inbox import ROUNDS_AHEAD
 from gossipfl.node.neighbours import NeighbourTable
 from gossipfl.node.prometheus import PeerMetrics
 from gossipfl.node.recorder import Recorder, log
@@ -41,12 +42,13 @@ from gossipfl.outgoing import make_transform
 from gossipfl.rules import make_rule
 from gossipfl.schedule import Everyone, Schedule
 from gossipfl.transports.channels import HttpTransport, Listener, Transport
-from gossipfl.transports.wire import Message, decode, encode
+from gossipfl.transports.wire import Message, check_tensors, decode, encode
 
 __all__ = ["Peer"]
 
 RoundHook = Callable[["Peer", int], None]
-_PUSH_SUM_PREFIX = "pushsum."
+_NUMERATOR = "pushsum.numerator."  # checkpoint state of push-sum peers
+_MASS = "pushsum.mass"
 
 
 class Peer:
@@ -240,13 +242,22 @@ class Peer:
     def busy(self) -> bool:
         return self._slots.locked()
 
-    async def receive(self, identity: str | None, body: bytes, reply: bool) -> bytearray | None:
+    def authorize(self, identity: str | None) -> None:
+        """Raise ``Forbidden`` (401 or 403) unless the caller whose certificate names
+        ``identity`` may send this peer models; the server asks before reading a body."""
+        if self.tls is None:
+            return
+        if identity is None:
+            raise Forbidden("a client certificate is required", status=401)
+        if not self.neighbours.hears_from(identity):
+            raise Forbidden(f"{identity!r} is not a neighbour of {self.id!r}")
+
+    async def receive(self, identity: str | None, body: bytes | bytearray, reply: bool) -> bytearray | None:
         """Handle one POST /gossip. ``identity`` is the caller's certificate name (None on
         plain HTTP). Raises ``WireError``/``Forbidden`` (with an HTTP status) and then
         leaves this peer exactly as it was."""
         async with self._slots:
-            if self.tls is not None and identity is None:
-                raise Forbidden("a client certificate is required", status=401)
+            self.authorize(identity)
             # Validation (parsing, shape and finiteness checks) runs off the event loop.
             message = await asyncio.to_thread(decode, body, self.template, self.max_body_bytes)
             if identity is not None and message.sender != identity:
@@ -256,7 +267,10 @@ class Peer:
             if not self.neighbours.hears_from(message.sender):
                 raise Forbidden(f"{message.sender!r} is not a neighbour of {self.id!r}")
             self.metrics.bytes_in += len(body)
-            self.neighbours.heard_from(message.sender, message.round)
+            # A round no peer of this network can reach is not recorded, so a neighbour
+            # cannot make /status show it at any round it likes.
+            if message.round <= self.config.train.rounds + ROUNDS_AHEAD:
+                self.neighbours.heard_from(message.sender, message.round)
             if isinstance(self.rounds, AsyncGossip):
                 answer = await self.rounds.accept_async(message, reply)
             else:
@@ -302,30 +316,33 @@ class Peer:
         """The last completed round (0 for a fresh start), restoring from the checkpoint."""
         if not self.resume:
             return 0
-        checkpoint = self.recorder.restore(self.template)
+        checkpoint = self.recorder.restore(self.template, self.trainer)
         if checkpoint is None:
             return 0
-        optimizer = {k: v for k, v in checkpoint.optimizer.items() if not k.startswith(_PUSH_SUM_PREFIX)}
-        self.state.weights = checkpoint.weights
         if self.state.numerator is not None:
-            numerator = {
-                k[len(_PUSH_SUM_PREFIX) :]: v
-                for k, v in checkpoint.optimizer.items()
-                if k.startswith(_PUSH_SUM_PREFIX) and k != _PUSH_SUM_PREFIX + "mass"
-            }
-            mass = checkpoint.optimizer.get(_PUSH_SUM_PREFIX + "mass")
-            if mass is None or numerator.keys() != self.template.keys():
-                raise ConfigError(f"{self.recorder.checkpoint_path}: no push-sum state to resume from")
-            self.state.numerator, self.state.mass = numerator, float(mass)
-        self.trainer.load_optimizer_state(optimizer)
+            self.state.numerator, self.state.mass = self._push_sum_state(checkpoint.state)
+        self.state.weights = checkpoint.weights
         return checkpoint.round
 
-    def _checkpoint_extras(self) -> dict[str, torch.Tensor]:
-        extras = dict(self.trainer.optimizer_state())
-        if self.state.numerator is not None:
-            extras.update({_PUSH_SUM_PREFIX + k: v for k, v in self.state.numerator.items()})
-            extras[_PUSH_SUM_PREFIX + "mass"] = torch.tensor(self.state.mass, dtype=torch.float64)
-        return extras
+    def _push_sum_state(self, state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], float]:
+        """A checkpoint's push-sum numerator and mass, checked like any model."""
+        where = self.recorder.checkpoint_path
+        numerator = {k[len(_NUMERATOR) :]: v for k, v in state.items() if k.startswith(_NUMERATOR)}
+        mass = state.get(_MASS)
+        try:
+            check_tensors(numerator, self.template)
+        except GossipError as exc:
+            raise ConfigError(f"{where}: no usable push-sum numerator ({exc})") from exc
+        if mass is None or mass.numel() != 1 or not (math.isfinite(float(mass)) and float(mass) > 0):
+            raise ConfigError(f"{where}: push-sum mass must be one finite positive number")
+        return numerator, float(mass)
+
+    def _algorithm_state(self) -> dict[str, torch.Tensor]:
+        if self.state.numerator is None:
+            return {}
+        state = {_NUMERATOR + k: v for k, v in self.state.numerator.items()}
+        state[_MASS] = torch.tensor(self.state.mass, dtype=torch.float64)
+        return state
 
     async def _after_round(self, round_: int, loss: float, reached: int, seconds: float) -> None:
         def evaluate() -> tuple[float, float]:
@@ -346,7 +363,9 @@ class Peer:
             "degree": self.degree,
             "seconds": round(seconds, 4),
         }
-        await self.recorder.record(row, self.state.weights, self._checkpoint_extras())
+        await self.recorder.record(
+            row, self.state.weights, self.trainer.optimizer_state(), self._algorithm_state()
+        )
         if self.on_round is not None:
             self.on_round(self, round_)
 

@@ -10,9 +10,9 @@ from typing import Any
 
 import torch
 
-from gossipfl.node.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from gossipfl.learning.trainer import Trainer
+from gossipfl.node.checkpoint import Checkpoint, restore_checkpoint, save_checkpoint
 from gossipfl.node.jsonl import JsonlWriter
-from gossipfl.transports.wire import check_tensors
 
 __all__ = ["CHECKPOINT", "Recorder"]
 
@@ -32,14 +32,14 @@ class Recorder:
     def checkpoint_path(self) -> Path | None:
         return self.output_dir / CHECKPOINT if self.output_dir else None
 
-    def restore(self, template: Mapping[str, torch.Tensor]) -> Checkpoint | None:
-        """The checkpoint to resume from, validated against ``template``; None if absent."""
+    def restore(self, template: Mapping[str, torch.Tensor], trainer: Trainer) -> Checkpoint | None:
+        """The checkpoint to resume from, validated against ``template``, its optimizer state
+        loaded into ``trainer``; None if there is none."""
         path = self.checkpoint_path
         if path is None or not path.is_file():
             log.warning("%s: --resume but no checkpoint at %s; starting fresh", self.peer, path)
             return None
-        checkpoint = load_checkpoint(path, self.peer)
-        check_tensors(checkpoint.weights, template)
+        checkpoint = restore_checkpoint(path, self.peer, template, trainer)
         log.info("%s: resumed from round %d", self.peer, checkpoint.round)
         return checkpoint
 
@@ -52,11 +52,12 @@ class Recorder:
         row: dict[str, Any],
         weights: Mapping[str, torch.Tensor],
         optimizer: Mapping[str, torch.Tensor],
+        state: Mapping[str, torch.Tensor],
     ) -> None:
         """Checkpoint round ``row['round']`` (off the event loop), append its row, log it."""
         path = self.checkpoint_path
         if path is not None:
-            await asyncio.to_thread(save_checkpoint, path, row["round"], weights, optimizer, self.peer)
+            await asyncio.to_thread(save_checkpoint, path, row["round"], weights, optimizer, self.peer, state)
         if self._writer is not None:
             self._writer.write(row)
         log.info(

@@ -28,6 +28,9 @@ if TYPE_CHECKING:
 
 __all__ = ["HttpTransport", "Listener", "MemoryListener", "MemoryTransport", "Transport"]
 
+# An error reply is a short JSON object; more than this is not read at all.
+_MAX_ERROR_BODY = 4096
+
 
 class Transport(Protocol):
     async def send(
@@ -49,7 +52,11 @@ class Listener(Protocol):
 
 class HttpTransport:
     """aiohttp client; with ``ssl_context`` it presents this peer's certificate and checks
-    that the server's certificate names the neighbour id it expects."""
+    that the server's certificate names the neighbour id it expects.
+
+    Every reply, success or error, is read under a size cap (the model cap, or 4 KiB for an
+    error) and within the exchange's deadline, and never inflated: a hostile or broken
+    neighbour costs a bounded amount of memory and time."""
 
     def __init__(self, ssl_context: ssl.SSLContext | None = None, max_body_bytes: int = 1 << 28) -> None:
         self.ssl_context = ssl_context
@@ -59,7 +66,7 @@ class HttpTransport:
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None:
             connector = aiohttp.TCPConnector(ssl=self.ssl_context or False, limit=64)
-            self._session = aiohttp.ClientSession(connector=connector)
+            self._session = aiohttp.ClientSession(connector=connector, auto_decompress=False)
         return self._session
 
     async def send(
@@ -76,9 +83,14 @@ class HttpTransport:
                 server_hostname=neighbour.id if self.ssl_context is not None else None,
             ) as response:
                 if response.status >= 400:
-                    raise Refused(neighbour.id, response.status, _reason(await response.read()))
+                    # At most the first few KiB, then the connection is dropped unread.
+                    detail = await response.content.read(_MAX_ERROR_BODY)
+                    response.close()
+                    raise Refused(neighbour.id, response.status, _reason(detail))
                 if not reply:
                     return None
+                if response.headers.get("Content-Encoding", "identity").lower() != "identity":
+                    raise NeighbourError(neighbour.id, "compressed reply (a model is sent uncompressed)")
                 return await self._read_capped(neighbour, response)
         except TimeoutError as exc:
             raise NeighbourTimeout(neighbour.id, f"no answer within {limit_s:.1f}s") from exc

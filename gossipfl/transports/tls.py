@@ -1,15 +1,19 @@
 """Mutual TLS: a network CA, one certificate per peer, and the SSL contexts peers use.
 
-A peer's certificate has its id as common name and as a DNS name, so a client checks it
-reached the neighbour it meant (``server_hostname`` = neighbour id) and a server reads the
-caller's id from the certificate it presented. Keys are ECDSA P-256.
+A peer's certificate has its id as common name and as a DNS name. Both sides identify the
+other by that DNS name: a client checks it reached the neighbour it meant
+(``server_hostname`` = neighbour id), and a server takes the caller's id to be the DNS name
+of its certificate that is a known peer. Keys are ECDSA P-256, created readable by their
+owner only (0600, in a 0700 directory) from the first byte.
 """
 
 from __future__ import annotations
 
 import datetime
 import ipaddress
+import os
 import ssl
+from collections.abc import Container
 from pathlib import Path
 
 from cryptography import x509
@@ -19,7 +23,14 @@ from cryptography.x509.oid import NameOID
 
 from gossipfl.config import TLSConfig
 
-__all__ = ["client_context", "create_ca", "issue_certificate", "peer_identity", "server_context"]
+__all__ = [
+    "certificate_names",
+    "client_context",
+    "create_ca",
+    "issue_certificate",
+    "peer_identity",
+    "server_context",
+]
 
 _VALID_DAYS = 825
 
@@ -28,8 +39,24 @@ def _write_key(key: ec.EllipticCurvePrivateKey, path: Path) -> None:
     pem = key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
-    path.write_bytes(pem)
-    path.chmod(0o600)
+    # Created 0600 in the same call that creates the file, so no other user can open it
+    # between creation and a chmod. An existing key is replaced by a fresh file, never
+    # rewritten in place, since its old mode may be wider.
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.unlink(missing_ok=True)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(pem)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    tmp.replace(path)
+
+
+def _private_directory(directory: Path) -> None:
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    directory.chmod(0o700)  # mkdir's mode is masked by the umask, and skipped if it existed
 
 
 def _name(common_name: str) -> x509.Name:
@@ -43,7 +70,7 @@ def _name(common_name: str) -> x509.Name:
 
 def create_ca(directory: Path, name: str = "gossipfl network CA") -> tuple[Path, Path]:
     """Write ``ca.pem`` and ``ca.key`` into ``directory``; returns their paths."""
-    directory.mkdir(parents=True, exist_ok=True)
+    _private_directory(directory)
     key = ec.generate_private_key(ec.SECP256R1())
     now = datetime.datetime.now(datetime.UTC)
     cert = (
@@ -82,6 +109,7 @@ def issue_certificate(
 ) -> tuple[Path, Path]:
     """Write ``<peer_id>.pem`` and ``<peer_id>.key`` signed by the CA; ``hosts`` (IPs or
     names) go into the subject alternative names beside the peer id."""
+    _private_directory(directory)
     issuer = x509.load_pem_x509_certificate(ca_cert.read_bytes())
     signer = serialization.load_pem_private_key(ca_key.read_bytes(), password=None)
     if not isinstance(signer, ec.EllipticCurvePrivateKey):
@@ -134,12 +162,23 @@ def client_context(tls: TLSConfig) -> ssl.SSLContext:
     return context
 
 
-def peer_identity(peercert: object) -> str | None:
-    """The common name of a verified peer certificate as ``ssl`` reports it, or None."""
+def certificate_names(peercert: object) -> tuple[str, ...]:
+    """The DNS subjectAltNames of a verified certificate as ``ssl`` reports it."""
     if not isinstance(peercert, dict):
+        return ()
+    return tuple(str(value) for kind, value in peercert.get("subjectAltName", ()) if kind == "DNS")
+
+
+def peer_identity(peercert: object, known: Container[str]) -> str | None:
+    """Which peer a verified client certificate proves the caller is, by the rule a client
+    applies to a server (``server_hostname`` = the neighbour's id): the one DNS
+    subjectAltName that is a ``known`` peer id. None without a certificate. A certificate
+    that names no known peer, or several, gives its names joined by commas, which no peer id
+    can equal, so the caller is refused by name."""
+    if not peercert:
         return None
-    for rdn in peercert.get("subject", ()):
-        for key, value in rdn:
-            if key == "commonName":
-                return str(value)
-    return None
+    names = certificate_names(peercert)
+    matches = [name for name in names if name in known]
+    if len(matches) == 1:
+        return matches[0]
+    return ",".join(names) or "(a certificate without DNS names)"

@@ -21,19 +21,32 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import re
 import struct
 import warnings
 from collections.abc import Mapping
 
+import numpy as np
 import torch
 
 from gossipfl.errors import ModelMismatch, PayloadTooLarge, WireError
 
-__all__ = ["FORMAT_VERSION", "Message", "MessageSize", "check_tensors", "decode", "encode"]
+__all__ = [
+    "FORMAT_VERSION",
+    "Message",
+    "MessageSize",
+    "check_tensors",
+    "decode",
+    "encode",
+    "parse_safetensors",
+    "safetensors_bytes",
+]
 
 FORMAT_VERSION = "1"
 # A header larger than this is hostile or broken: ours are a few hundred bytes a tensor.
 _MAX_HEADER = 1 << 20
+# The peer-id rule of topologies.graph_io.validate_node_id, without importing topologies here.
+_SENDER = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", re.ASCII)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,7 +87,7 @@ def encode(
     weight: float | None = None,
 ) -> bytearray:
     """Serialize ``tensors`` (CPU copies are made as needed) with our metadata."""
-    return _safetensors_bytes(tensors, _metadata(sender, round_, num_samples, degree, weight))
+    return safetensors_bytes(tensors, _metadata(sender, round_, num_samples, degree, weight))
 
 
 class MessageSize:
@@ -139,7 +152,7 @@ def _tensor_header(tensors: Mapping[str, torch.Tensor]) -> tuple[dict[str, objec
     return header, offset
 
 
-def _safetensors_bytes(tensors: Mapping[str, torch.Tensor], metadata: dict[str, str]) -> bytearray:
+def safetensors_bytes(tensors: Mapping[str, torch.Tensor], metadata: dict[str, str]) -> bytearray:
     """The safetensors layout written straight into one buffer: one copy of each tensor,
     where the library's ``save`` makes several (a tenth of a push-pull's time at 10M
     parameters). The tests check that the safetensors library reads what this writes."""
@@ -160,18 +173,66 @@ def _safetensors_bytes(tensors: Mapping[str, torch.Tensor], metadata: dict[str, 
     return buffer
 
 
+_INT = re.compile(r"-?[0-9]+", re.ASCII)
+# What repr(float) writes (so NaN and infinities parse, and are refused as weights later).
+_FLOAT = re.compile(r"-?([0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+)?|inf|nan)", re.ASCII)
+# Wire integers are at most int64: rounds, sample counts and degrees never come near it,
+# and anything larger would overflow torch and numpy further in.
+_MAX_INT = (1 << 63) - 1
+
+
 def _int(meta: Mapping[str, str], key: str, required: bool = True) -> int | None:
+    """A metadata integer in canonical decimal: no sign, spaces, underscores or other
+    scripts' digits (all of which ``int()`` accepts)."""
     if key not in meta:
         if required:
             raise WireError(f"metadata lacks {key!r}")
         return None
-    try:
-        value = int(meta[key])
-    except ValueError as exc:
-        raise WireError(f"metadata {key!r} is not an integer: {meta[key]!r}") from exc
-    if value < 0:
+    text = meta[key]
+    if _INT.fullmatch(text) is None:
+        raise WireError(f"metadata {key!r} is not an integer: {text[:40]!r}")
+    if text.startswith("-"):
         raise WireError(f"metadata {key!r} is negative")
-    return value
+    if len(text) > 19 or int(text) > _MAX_INT:
+        raise WireError(f"metadata {key!r} is out of range: {text[:40]!r}")
+    return int(text)
+
+
+def _float(meta: Mapping[str, str], key: str) -> float:
+    text = meta[key]
+    if len(text) > 40 or _FLOAT.fullmatch(text) is None:
+        raise WireError(f"metadata {key!r} is not a number: {text[:40]!r}")
+    return float(text)
+
+
+# Our headers nest three deep ({name: {"shape": [...]}}); anything deeper is refused before
+# json.loads, whose recursive parser would otherwise raise RecursionError on deep nesting.
+_MAX_DEPTH = 3
+_MAX_DIGITS = 20
+_STRINGS = re.compile(rb'"(?:[^"\\]|\\.)*"')
+_MAX_DIMS = 32
+
+
+def _nesting(text: bytes) -> int:
+    """The deepest bracket nesting of JSON ``text``, ignoring brackets inside strings."""
+    skeleton = np.frombuffer(_STRINGS.sub(b'""', text), dtype=np.uint8)
+    steps = np.isin(skeleton, _OPEN).astype(np.int32) - np.isin(skeleton, _CLOSE).astype(np.int32)
+    return int(np.cumsum(steps).max(initial=0))
+
+
+_OPEN = np.frombuffer(b"[{", dtype=np.uint8)
+_CLOSE = np.frombuffer(b"]}", dtype=np.uint8)
+
+
+def _json_int(text: str) -> int:
+    # json.loads would otherwise turn 5,000 digits into a ValueError from int().
+    if len(text) > _MAX_DIGITS:
+        raise WireError(f"safetensors header holds an integer of {len(text)} digits")
+    return int(text)
+
+
+def _json_constant(name: str) -> object:
+    raise WireError(f"safetensors header holds {name}, which JSON does not allow")
 
 
 def _header(body: bytes | bytearray) -> tuple[dict[str, object], int]:
@@ -181,13 +242,26 @@ def _header(body: bytes | bytearray) -> tuple[dict[str, object], int]:
     (size,) = struct.unpack("<Q", body[:8])
     if size > _MAX_HEADER or 8 + size > len(body):
         raise WireError(f"safetensors header length {size} does not fit a {len(body)}-byte body")
+    raw = bytes(body[8 : 8 + size])
     try:
-        header = json.loads(body[8 : 8 + size])
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise WireError(f"safetensors header is not UTF-8 ({exc.reason} at byte {exc.start})") from exc
+    depth = _nesting(raw)
+    if depth > _MAX_DEPTH:
+        raise WireError(f"safetensors header nests {depth} deep; at most {_MAX_DEPTH} is valid")
+    try:
+        header = json.loads(text, parse_int=_json_int, parse_constant=_json_constant)
+    except json.JSONDecodeError as exc:
         raise WireError(f"safetensors header is not JSON ({exc})") from exc
     if not isinstance(header, dict):
         raise WireError("safetensors header is not an object")
     return header, 8 + size
+
+
+def _is_count(value: object) -> bool:
+    # bool is an int subclass: `true` must not pass as a dimension or an offset.
+    return type(value) is int and 0 <= value <= _MAX_INT
 
 
 def _tensors(header: dict[str, object], body: bytes | bytearray, start: int) -> dict[str, torch.Tensor]:
@@ -204,19 +278,19 @@ def _tensors(header: dict[str, object], body: bytes | bytearray, start: int) -> 
         shape, offsets = entry["shape"], entry["data_offsets"]
         if dtype is None:
             raise WireError(f"tensor {name!r}: unsupported dtype {entry['dtype']!r}")
-        if not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape):
-            raise WireError(f"tensor {name!r}: bad shape {shape!r}")
-        if (
-            not isinstance(offsets, list)
-            or len(offsets) != 2
-            or not all(isinstance(o, int) and o >= 0 for o in offsets)
-        ):
-            raise WireError(f"tensor {name!r}: bad data_offsets {offsets!r}")
+        if not isinstance(shape, list) or len(shape) > _MAX_DIMS or not all(_is_count(d) for d in shape):
+            raise WireError(f"tensor {name!r}: bad shape {_short(shape)}")
+        # Even an empty tensor's other dimensions must fit the body: torch computes their
+        # product in int64 and fails on overflow.
+        if math.prod(d for d in shape if d) > len(body):
+            raise WireError(f"tensor {name!r}: shape {_short(shape)} cannot fit a {len(body)}-byte body")
+        if not isinstance(offsets, list) or len(offsets) != 2 or not all(_is_count(o) for o in offsets):
+            raise WireError(f"tensor {name!r}: bad data_offsets {_short(offsets)}")
         itemsize = torch.empty(0, dtype=dtype).element_size()
         if offsets[1] - offsets[0] != math.prod(shape) * itemsize:
             raise WireError(f"tensor {name!r}: data_offsets do not match shape and dtype")
         entries.append((offsets[0], offsets[1], name, dtype, shape))
-    entries.sort()
+    entries.sort(key=lambda e: (e[0], e[1]))
     cursor = 0
     for begin, end, name, _, _ in entries:
         if begin != cursor:
@@ -240,6 +314,16 @@ def _tensors(header: dict[str, object], body: bytes | bytearray, start: int) -> 
     return out
 
 
+def parse_safetensors(body: bytes | bytearray) -> tuple[dict[str, str], dict[str, torch.Tensor]]:
+    """The string metadata and the tensors (views of ``body``) of any safetensors bytes,
+    validated as ``decode`` does before it looks at our own metadata keys."""
+    header, start = _header(body)
+    meta = header.get("__metadata__", {})
+    if not isinstance(meta, dict) or not all(isinstance(v, str) for v in meta.values()):
+        raise WireError("safetensors header lacks string __metadata__")
+    return meta, _tensors(header, body, start)
+
+
 def decode(
     body: bytes | bytearray, template: Mapping[str, torch.Tensor] | None = None, max_bytes: int | None = None
 ) -> Message:
@@ -252,16 +336,15 @@ def decode(
     if not isinstance(meta, dict) or not all(isinstance(v, str) for v in meta.values()):
         raise WireError("safetensors header lacks string __metadata__")
     if meta.get("format_version") != FORMAT_VERSION:
-        raise WireError(f"unsupported format_version {meta.get('format_version')!r}")
+        raise WireError(f"unsupported format_version {_short(meta.get('format_version'))}")
     sender = meta.get("sender")
     if not sender:
         raise WireError("metadata lacks 'sender'")
+    if _SENDER.fullmatch(sender) is None:
+        raise WireError(f"metadata 'sender' is not a peer id: {sender[:80]!r}")
     weight = None
     if "weight" in meta:
-        try:
-            weight = float(meta["weight"])
-        except ValueError as exc:
-            raise WireError(f"metadata 'weight' is not a number: {meta['weight']!r}") from exc
+        weight = _float(meta, "weight")
         if not (math.isfinite(weight) and weight > 0):
             raise ModelMismatch(f"push-sum weight must be finite and positive, got {weight}")
     round_ = _int(meta, "round")
@@ -270,6 +353,11 @@ def decode(
     tensors = _tensors(header, body, start)
     check_tensors(tensors, template)
     return Message(tensors, sender, round_, samples, _int(meta, "degree", required=False), weight)
+
+
+def _short(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _all_finite(tensor: torch.Tensor) -> bool:

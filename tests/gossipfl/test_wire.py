@@ -1,3 +1,4 @@
+import json
 import struct
 
 import pytest
@@ -100,3 +101,54 @@ def test_hostile_headers_are_refused(entry: dict, message: str) -> None:  # type
     ).encode()
     with pytest.raises(WireError, match=message):
         decode(struct.pack("<Q", len(header)) + header + bytes(8))
+
+
+def _with_header(header: bytes, data: bytes = b"") -> bytes:
+    return struct.pack("<Q", len(header)) + header + data
+
+
+def _entry_header(shape: str, offsets: str = "[0, 0]", **meta: str) -> bytes:
+    metadata = {"format_version": "1", "sender": "p", "round": "1", "num_samples": "1", **meta}
+    entry = f'{{"dtype": "F32", "shape": {shape}, "data_offsets": {offsets}}}'
+    return f'{{"__metadata__": {json.dumps(metadata)}, "w": {entry}}}'.encode()
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        _with_header(b"[" * 100_000),  # RecursionError in json.loads before
+        _with_header(_entry_header("[" * 2000 + "]" * 2000)),  # an array nested 2,000 deep
+        _with_header(b'{"__metadata__": {}, "n": ' + b"9" * 4342 + b"}"),  # ValueError from int()
+        _with_header(_entry_header(f"[0, {2**63}]")),  # TypeError in reshape() before
+        _with_header(_entry_header(f"[0, {2**63 - 1}]")),
+        _with_header(_entry_header(f"[0, {2**40}, {2**40}]")),  # numel overflow in torch before
+        _with_header(_entry_header("[true, 2]", "[0, 8]"), bytes(8)),  # bool is not a dimension
+        _with_header(_entry_header("[2]", "[0, 8]", round=" 5 "), bytes(8)),  # int() accepts these
+        _with_header(_entry_header("[2]", "[0, 8]", round="1_0"), bytes(8)),
+        _with_header(_entry_header("[2]", "[0, 8]", num_samples="٣"), bytes(8)),
+        _with_header(_entry_header("[2]", "[0, 8]", degree="1" * 30), bytes(8)),
+        _with_header(_entry_header("[2]", "[0, 8]", weight="1_0"), bytes(8)),
+        _with_header(_entry_header("[2]", "[0, 8]", sender="../../etc"), bytes(8)),
+        _with_header(b'{"__metadata__": NaN}'),
+    ],
+    ids=[
+        "100k-brackets",
+        "2000-deep",
+        "4342-digits",
+        "dim-2**63-empty",
+        "dim-2**63-1-empty",
+        "numel-overflow",
+        "bool-dim",
+        "round-spaces",
+        "round-underscore",
+        "arabic-digit",
+        "degree-30-digits",
+        "weight-underscore",
+        "sender-path",
+        "nan-constant",
+    ],
+)
+def test_fuzzer_findings_are_wire_errors(body: bytes) -> None:
+    with pytest.raises(WireError) as info:
+        decode(body)
+    assert info.value.status == 400
