@@ -3,7 +3,7 @@
 The simulator's vectorized engine trains thousands of peers with this, and a real peer's
 built-in trainer is the same code with N = 1, so both compute identical local steps.
 
-``StackedModels.flat`` is an (N, W) tensor: row i is peer i's model, flattened. Each named
+``StackedModels.flat`` is an (N, width) tensor: row i is peer i's model, flattened. Each named
 tensor is a view into it, so ``torch.func.vmap`` trains every peer at once through
 ``functional_call``, and gossip is one sparse product ``W @ flat`` with no copying between
 layouts. ``PeerData`` pads each peer's sample indices into one matrix, so drawing every
@@ -32,9 +32,10 @@ refused). What happens to its buffers:
 The loss is ``loss_fn(outputs, targets)``, one loss per sample (default: cross-entropy);
 a step minimises its sample-weighted mean. It runs under ``torch.func.vmap``, so it must be
 written with tensor operations that never read a value back into Python (``F.one_hot``
-does: write ``torch.eye(classes)[targets]``). Random layers (dropout)
-draw different numbers for every peer from torch's global generator. Evaluation's
-accuracy is classification accuracy: the argmax of the outputs against integer targets.
+does: write ``torch.eye(classes)[targets]``). Random layers (dropout) draw different
+numbers for every peer from torch's global generator, so they are not reproducible
+between engines. Evaluation's accuracy is classification accuracy: the argmax of the
+outputs against integer targets.
 """
 
 from __future__ import annotations

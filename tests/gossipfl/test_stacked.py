@@ -225,3 +225,13 @@ def test_torch_trainer_runs_a_user_module_and_loss_like_plain_torch() -> None:
     assert fresh.evaluate() == (loss, accuracy)
     assert int(fresh.models.local["1.num_batches_tracked"][0]) == ROUNDS * STEPS
     torch.testing.assert_close(fresh.models.momentum, trainer.models.momentum, atol=0, rtol=0)
+
+
+def test_dropout_draws_differ_between_peers_and_evaluation_is_deterministic() -> None:
+    torch.manual_seed(0)
+    stacked = StackedModels(nn.Sequential(nn.Linear(4, 8), nn.Dropout(0.5), nn.Linear(8, 3)), 2)
+    x, y, _ = toy_data()
+    same = (x[:16].expand(2, -1, -1), y[:16].expand(2, -1), torch.ones(2, 16))
+    losses = stacked.step(same, LR, 0.0, torch.ones(2, dtype=torch.bool))
+    assert float(losses[0]) != float(losses[1])  # same batch, same weights, other dropout masks
+    assert stacked.accuracy(stacked.flat[0], x, y) == stacked.accuracy(stacked.flat[0], x, y)
