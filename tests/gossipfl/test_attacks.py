@@ -36,7 +36,7 @@ from gossipfl.config import (
 )
 from gossipfl.errors import ConfigError
 from gossipfl.node.checkpoint import load_checkpoint
-from gossipfl.node.peer import CHECKPOINT
+from gossipfl.node.recorder import CHECKPOINT
 from gossipfl.transports.tls import client_context, server_context
 
 pytestmark = pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs /proc")
