@@ -111,7 +111,19 @@ def synthetic(
 
 # An archive's arrays are read into memory; one that claims more is refused before reading.
 _MAX_NPZ_BYTES = 4 << 30
-_NPZ_ERRORS = (OSError, EOFError, ValueError, zipfile.BadZipFile, zlib.error, MemoryError)
+# zipfile alone raises NotImplementedError (an unsupported compression method) and
+# RuntimeError (an encrypted member) besides BadZipFile.
+_NPZ_ERRORS = (
+    OSError,
+    EOFError,
+    ValueError,
+    RuntimeError,
+    OverflowError,
+    zipfile.BadZipFile,
+    zipfile.LargeZipFile,
+    zlib.error,
+    MemoryError,
+)
 
 
 def _npz_members(path: Path) -> None:

@@ -209,15 +209,28 @@ def _float(meta: Mapping[str, str], key: str) -> float:
 # json.loads, whose recursive parser would otherwise raise RecursionError on deep nesting.
 _MAX_DEPTH = 3
 _MAX_DIGITS = 20
-_STRINGS = re.compile(rb'"(?:[^"\\]|\\.)*"')
 _MAX_DIMS = 32
+_QUOTE, _BACKSLASH = ord('"'), ord("\\")
 
 
 def _nesting(text: bytes) -> int:
-    """The deepest bracket nesting of JSON ``text``, ignoring brackets inside strings."""
-    skeleton = np.frombuffer(_STRINGS.sub(b'""', text), dtype=np.uint8)
-    steps = np.isin(skeleton, _OPEN).astype(np.int32) - np.isin(skeleton, _CLOSE).astype(np.int32)
-    return int(np.cumsum(steps).max(initial=0))
+    """The deepest bracket nesting of JSON ``text``, ignoring brackets inside strings, in
+    linear time (vectorised: a per-byte Python loop would cost a second per megabyte)."""
+    b = np.frombuffer(text, dtype=np.uint8)
+    if not len(b):
+        return 0
+    index = np.arange(len(b))
+    # A quote is escaped when an odd number of backslashes runs up to it.
+    not_backslash = np.where(b != _BACKSLASH, index, -1)
+    last_plain = np.maximum.accumulate(not_backslash)
+    backslashes = np.empty(len(b), dtype=np.int64)
+    backslashes[0] = 0
+    backslashes[1:] = index[:-1] - last_plain[:-1]
+    quotes = (b == _QUOTE) & (backslashes % 2 == 0)
+    outside = np.cumsum(quotes) % 2 == 0
+    opens = np.isin(b, _OPEN) & outside
+    closes = np.isin(b, _CLOSE) & outside
+    return int(np.cumsum(opens.astype(np.int64) - closes).max(initial=0))
 
 
 _OPEN = np.frombuffer(b"[{", dtype=np.uint8)
@@ -254,6 +267,8 @@ def _header(body: bytes | bytearray) -> tuple[dict[str, object], int]:
         header = json.loads(text, parse_int=_json_int, parse_constant=_json_constant)
     except json.JSONDecodeError as exc:
         raise WireError(f"safetensors header is not JSON ({exc})") from exc
+    except RecursionError as exc:  # only if the depth count above was fooled by invalid JSON
+        raise WireError("safetensors header nests too deep") from exc
     if not isinstance(header, dict):
         raise WireError("safetensors header is not an object")
     return header, 8 + size
