@@ -124,10 +124,10 @@ async def _push_pull_seconds(size: int, tls: bool, repeats: int) -> list[float]:
     for p in peers:
         await p.start(gossip=False)
     try:
-        await peers[0]._async_exchange()  # warm-up: connection, TLS handshake
+        await peers[0].rounds.exchange(1)  # warm-up: connection, TLS handshake
         for _ in range(repeats):
             start = time.perf_counter()
-            assert await peers[0]._async_exchange() == 1
+            assert await peers[0].rounds.exchange(1) == 1
             times.append(time.perf_counter() - start)
     finally:
         for p in peers:

@@ -33,16 +33,18 @@ class Layout:
         return torch.cat([tensors[n].detach().reshape(-1).float() for n in self.names]).unsqueeze(0)
 
     def rows(self, states: Sequence[Mapping[str, torch.Tensor]]) -> torch.Tensor:
-        """Several states as (1, K, P): what one peer received."""
-        if not states:
-            return torch.zeros(1, 0, sum(self.sizes))
-        return torch.stack([self.row(s)[0] for s in states]).unsqueeze(0)
+        """Several states as (1, K, P): what one peer received (one copy of each)."""
+        out = torch.empty(1, len(states), sum(self.sizes))
+        for k, state in enumerate(states):
+            torch.cat([state[n].detach().reshape(-1) for n in self.names], out=out[0, k])
+        return out
 
     def tensors(self, row: torch.Tensor) -> Tensors:
-        """A (1, P) or (P,) row back as named tensors of the template's shapes and dtypes."""
+        """A (1, P) or (P,) row back as named tensors of the template's shapes and dtypes:
+        views of ``row`` where the dtype is the row's (the caller hands the row over)."""
         parts = torch.split(row.reshape(-1), self.sizes)
         return {
-            n: p.reshape(shape).to(dtype).clone()
+            n: p.reshape(shape).to(dtype)
             for n, p, shape, dtype in zip(self.names, parts, self.shapes, self.dtypes, strict=True)
         }
 
@@ -56,6 +58,14 @@ class ModelState:
         self.weights = weights
         self.numerator: Tensors | None = {k: v.clone() for k, v in weights.items()} if push_sum else None
         self.mass = 1.0
+        # The row the last mix produced and the tensors that view it: mixing again starts
+        # from it instead of concatenating the tensors (a copy of the whole model).
+        self._mixed: tuple[Tensors, torch.Tensor] | None = None
+
+    def _row(self, tensors: Tensors) -> torch.Tensor:
+        if self._mixed is not None and self._mixed[0] is tensors:
+            return self._mixed[1]
+        return self.layout.row(tensors)
 
     def sendable(self) -> Tensors:
         """What the algorithm sends: the numerator for push-sum, else the model."""
@@ -64,7 +74,7 @@ class ModelState:
     def outgoing(self, transform: OutgoingTransform, round_: int) -> Tensors:
         """What this peer sends in ``round_`` after the outgoing transform."""
         state = self.sendable()
-        row = self.layout.row(state)
+        row = self._row(state)
         sent = transform.apply(row, round_)
         return state if sent is row else self.layout.tensors(sent)
 
@@ -89,8 +99,10 @@ class ModelState:
         and the senders' ``masses`` into the mass)."""
         w = torch.tensor([list(weights)], dtype=torch.float64).reshape(1, len(weights))
         own_w = torch.tensor([self_weight], dtype=torch.float64)
-        own = self.layout.row(self.sendable())
-        mixed = self.layout.tensors(rule.combine(own, self.layout.rows(received), w, own_w))
+        own = self._row(self.sendable())
+        row = rule.combine(own, self.layout.rows(received), w, own_w)
+        mixed = self.layout.tensors(row)
+        self._mixed = (mixed, row)
         if self.numerator is None:
             self.weights = mixed
             return

@@ -19,4 +19,4 @@ class WeightedMean:
         w = weights.to(own.dtype)
         # (N, 1, K) @ (N, K, P): one batched product, no (N, K, P) temporary.
         mixed = (w.unsqueeze(1) @ received.to(own.dtype)).squeeze(1)
-        return mixed.add_(own * self_weight.to(own.dtype).unsqueeze(1))
+        return mixed.addcmul_(own, self_weight.to(own.dtype).unsqueeze(1))
