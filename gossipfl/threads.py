@@ -15,6 +15,8 @@ default pool than with one thread). So:
   batched steps.
 
 ``--threads N`` (and ``[runtime].threads`` in a peer config) overrides the choice; 0 keeps it.
+A positive ``OMP_NUM_THREADS`` in the environment replaces the automatic choice, as it would
+torch's own default.
 Only the intra-op pool is set: eager training never uses torch's inter-op pool.
 """
 
@@ -41,8 +43,13 @@ def available_cores() -> int:
 
 
 def threads_for(requested: object, automatic: int) -> int:
-    """``requested`` threads, or ``automatic`` where it is 0; ConfigError if it is negative."""
-    return checks.integer("threads", requested, 0) or automatic
+    """``requested`` threads, or where it is 0 ``OMP_NUM_THREADS`` if set, else ``automatic``;
+    ConfigError if ``requested`` is negative."""
+    count = checks.integer("threads", requested, 0)
+    if count:
+        return count
+    environment = os.environ.get("OMP_NUM_THREADS", "")
+    return int(environment) if environment.isdigit() and int(environment) > 0 else automatic
 
 
 @contextmanager

@@ -48,7 +48,8 @@ def test_every_registered_name_is_accepted_and_nothing_else() -> None:
     assert set(DATASET_DEFAULTS) == set(DATASETS)  # every built-in dataset has sim defaults
 
 
-def test_thread_counts() -> None:
+def test_thread_counts(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     assert threads_for(0, PEER_THREADS) == 1
     assert threads_for(3, PEER_THREADS) == 3
     assert threads_for(0, available_cores()) == available_cores() >= 1
@@ -57,3 +58,6 @@ def test_thread_counts() -> None:
     assert info.value.field == "threads"
     with pytest.raises(ConfigError, match=r"expected an integer, got 1\.5"):
         integer("threads", 1.5, 0)
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")  # the environment's choice counts as automatic
+    assert threads_for(0, PEER_THREADS) == 3
+    assert threads_for(2, PEER_THREADS) == 2

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from gossipfl.cli import main
-from gossipfl.threads import available_cores
+from gossipfl.threads import PEER_THREADS, available_cores, threads_for
 from sim.rundir import METRIC_KEYS
 
 
@@ -97,8 +97,8 @@ def test_sim_on_a_user_graph_file_with_logistic_regression(tmp_path: Path) -> No
     ("flags", "threads"),
     [
         ("--threads 1", 1),
-        ("", available_cores()),
-        ("--engine network", 1),
+        ("", threads_for(0, available_cores())),  # OMP_NUM_THREADS, if set, counts
+        ("--engine network", threads_for(0, PEER_THREADS)),
         ("--engine network --threads 2", 2),
     ],
 )
